@@ -1,0 +1,7 @@
+"""fnc-reid: vehicle re-identification models (FNC, BFE, BoT baseline), re-ranking and metrics.
+
+Implements "Further Non-local and Channel Attention Networks for Vehicle Re-identification"
+(Liu et al., CVPR Workshops 2020).
+"""
+
+__version__ = "0.1.0"
