@@ -1,0 +1,302 @@
+"""Nearest-neighbour lists for k-reciprocal re-ranking, from distance matrices or from features.
+
+Both builders return :class:`~._sparse.Neighbours`: for every one of the ``N = q + g`` rows the
+first ``k1 + 1`` entries of the reference's normalised squared-distance row
+``B[i] = float32(D[i] ** 2) / max(float32(D[i] ** 2))``, ordered by ``(B[i, j], j)``. The
+reference orders rows with numpy's default (unstable) argsort; we break exact float32 ties by
+column index instead, so the two can only differ when equal values straddle one of the cuts
+``k2``, ``round(k1 / 2) + 1`` or ``k1 + 1`` of a row (duplicate features, for example).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ._sparse import Neighbours
+
+# Extra candidates kept per row beyond k1 + 1, so that ties and near-ties at the cut are visible.
+_MARGIN = 16
+# float32 unit roundoff.
+_U32 = 2.0**-24
+# Two exact values closer than this relative gap may round to the same float32 B value.
+_REL_GAP = 2.0**-20
+_PAIR_BUDGET = 1 << 22
+
+
+def _stable_sort_rows(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    o = idx.argsort(dim=1)
+    vals, idx = vals.gather(1, o), idx.gather(1, o)
+    o = torch.sort(vals, dim=1, stable=True).indices
+    return vals.gather(1, o), idx.gather(1, o)
+
+
+def _finalise(
+    vals: Tensor,
+    idx: Tensor,
+    bound: Tensor,
+    k: int,
+    full_rows: Callable[[Tensor], Tensor],
+) -> tuple[Tensor, Tensor]:
+    """First ``k`` entries by ``(value, index)`` from a candidate buffer.
+
+    ``vals`` are exact B values of the buffer ``idx``; ``bound`` is a lower bound on B outside it.
+    Rows where an outside entry could still tie or beat the k-th value are redone from the full
+    row given by ``full_rows(row_positions)``.
+    """
+    vals, idx = _stable_sort_rows(vals, idx)
+    nbr, nval = idx[:, :k].clone(), vals[:, :k].clone()
+    bad = (bound <= vals[:, k - 1]).nonzero().squeeze(1)
+    if bad.numel():
+        n = int(full_rows(bad[:1]).shape[1])
+        step = max(1, _PAIR_BUDGET // n)
+        for a in range(0, bad.numel(), step):
+            rows = bad[a : a + step]
+            s = torch.sort(full_rows(rows), dim=1, stable=True)
+            nbr[rows], nval[rows] = s.indices[:, :k], s.values[:, :k]
+    return nbr, nval
+
+
+def _cuts(k1: int, k2: int, n: int) -> list[int]:
+    h1 = int(round(k1 / 2.0)) + 1
+    return sorted({c for c in (min(k2, n), min(h1, n), min(k1 + 1, n)) if c < n})
+
+
+def _check_row_max(mx: Tensor, first_row: int, what: str) -> None:
+    if not bool((mx > 0).all()):
+        row = first_row + int((mx <= 0).nonzero()[0].item())
+        raise ValueError(f"all distances in {what} row {row} are zero; re-ranking is undefined")
+
+
+def matrix_neighbours(
+    q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, chunk_size: int
+) -> Neighbours:
+    """Neighbour lists from the three distance blocks, following the reference bit for bit.
+
+    The reference squares in the input dtype, casts to float32 and divides every column of the
+    stacked matrix by its maximum before transposing; row ``i`` of ``B`` is therefore column ``i``
+    of the stacked squared matrix divided by that column's maximum.
+    """
+    nq, ng = q_g.shape
+    n = nq + ng
+    k_keep = min(k1 + 1, n)
+    k_buf = min(k_keep + _MARGIN, n)
+    device = q_g.device
+
+    def columns(r0: int, r1: int) -> Tensor:
+        parts = []
+        if r0 < nq:
+            a, b = r0, min(r1, nq)
+            parts.append(torch.cat([q_q[:, a:b].T, q_g[a:b, :]], dim=1))
+        if r1 > nq:
+            a, b = max(r0, nq) - nq, r1 - nq
+            parts.append(torch.cat([q_g[:, a:b].T, g_g[:, a:b].T], dim=1))
+        return torch.cat(parts, 0).square().to(torch.float32)
+
+    nbr = torch.empty(n, k_keep, dtype=torch.long, device=device)
+    nval = torch.empty(n, k_keep, dtype=torch.float32, device=device)
+    qg = torch.empty(nq, ng, dtype=torch.float32, device=device)
+    row_max = torch.empty(n, dtype=torch.float32, device=device)
+    for r0 in range(0, n, chunk_size):
+        r1 = min(r0 + chunk_size, n)
+        sq = columns(r0, r1)
+        mx = sq.max(dim=1).values
+        _check_row_max(mx, r0, "stacked distance")
+        block = sq / mx.unsqueeze(1)
+        del sq
+        v, i = torch.topk(block, k_buf, dim=1, largest=False)
+        bound = v[:, -1] if k_buf < n else torch.full_like(v[:, 0], math.inf)
+        nbr[r0:r1], nval[r0:r1] = _finalise(v, i, bound, k_keep, lambda rows: block[rows])
+        if r0 < nq:
+            qg[r0 : min(r1, nq)] = block[: min(r1, nq) - r0, nq:]
+        row_max[r0:r1] = mx
+
+    def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
+        # B[i, x] = float32(A[x, i] ** 2) / max_i, with A the stacked [[q_q, q_g], [q_g.T, g_g]].
+        out = torch.empty(rows.shape, dtype=q_g.dtype, device=device)
+        xq, iq = cols < nq, rows < nq
+        for sel, mat, r, c in (
+            (xq & iq, q_q, cols, rows),
+            (xq & ~iq, q_g, cols, rows - nq),
+            (~xq & iq, q_g, rows, cols - nq),
+            (~xq & ~iq, g_g, cols - nq, rows - nq),
+        ):
+            out[sel] = mat[r[sel], c[sel]]
+        return out.square().to(torch.float32) / row_max[rows]
+
+    return Neighbours(nbr=nbr, nval=nval, qg=qg, pair_values=pair_values)
+
+
+class _Features:
+    """The fused distance ``D = sum_m w_m * ||x_m[i] - x_m[j]||`` over stacked query+gallery."""
+
+    def __init__(self, xs: list[Tensor], weights: list[float]) -> None:
+        self.xs = xs
+        self.w = weights
+        self.single = len(xs) == 1
+        # One model: rank on float32 squared distances and refine near-ties in float64.
+        # Several: sums of square roots amplify float32 error near zero, so work in float64.
+        self.dtype = torch.float32 if self.single else torch.float64
+        self.xc = [x.to(self.dtype) for x in xs]
+        self.sq = [(x * x).sum(1) for x in self.xc]
+
+    def block(self, r0: int, r1: int, c0: int) -> Tensor:
+        """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``."""
+        out = None
+        for x, sq, w in zip(self.xc, self.sq, self.w):
+            s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
+            s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
+            if self.single:
+                return s
+            s.sqrt_().mul_(w)
+            out = s if out is None else out.add_(s)
+        return out
+
+    def exact_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """float64 ranking values at the given pairs (differences, not the expanded form)."""
+        out = torch.zeros(rows.shape, dtype=torch.float64, device=rows.device)
+        for x, w in zip(self.xs, self.w):
+            step = max(1, _PAIR_BUDGET // x.shape[1])
+            s = torch.empty(rows.shape, dtype=torch.float64, device=rows.device)
+            fr, fc, fs = rows.reshape(-1), cols.reshape(-1), s.view(-1)
+            for a in range(0, fr.numel(), step):
+                diff = x[fr[a : a + step]].double() - x[fc[a : a + step]].double()
+                fs[a : a + step] = (diff * diff).sum(1)
+            out += s if self.single else w * s.sqrt()
+        return out
+
+    def exact_rows(self, rows: Tensor) -> Tensor:
+        """float64 ranking values of whole rows, ``(len(rows), N)``."""
+        out = None
+        for x, w in zip(self.xs, self.w):
+            a = x[rows].double()
+            sa = (a * a).sum(1, keepdim=True)
+            parts = []
+            step = max(1, _PAIR_BUDGET // x.shape[1])
+            for c0 in range(0, x.shape[0], step):
+                b = x[c0 : c0 + step].double()
+                parts.append(sa + (b * b).sum(1) - 2.0 * a @ b.T)
+            s = torch.cat(parts, 1).clamp_(min=0)
+            if self.single:
+                return s
+            s = w * s.sqrt()
+            out = s if out is None else out + s
+        return out
+
+    def key(self, v: Tensor) -> Tensor:
+        """float32 squared fused distance from float64 ranking values, as the reference squares."""
+        d = self.w[0] * v.sqrt() if self.single else v
+        return (d * d).to(torch.float32)
+
+    def radius(self, rows: slice) -> Tensor | float:
+        """Error bound of ``block`` in the ranking space (0 for the float64 path)."""
+        if not self.single:
+            return 0.0
+        x = self.xc[0]
+        norms = self.sq[0].sqrt()
+        # float32 GEMM error grows like sqrt(d) * u * |a| |b| in practice (blocked FMA sums);
+        # 8x that, plus the cast of float64 input, is the band treated as a possible tie.
+        eps = (8.0 * math.sqrt(x.shape[1]) + 8.0) * _U32
+        return eps * (norms[rows] + norms.max()) ** 2
+
+
+def _merge(bv: Tensor, bi: Tensor, a: int, b: int, v: Tensor, j: Tensor) -> None:
+    cv = torch.cat([bv[a:b], v], 1)
+    ci = torch.cat([bi[a:b], j], 1)
+    t = torch.topk(cv, bv.shape[1], dim=1, largest=False)
+    bv[a:b] = t.values
+    bi[a:b] = ci.gather(1, t.indices)
+
+
+def feature_neighbours(
+    xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk_size: int
+) -> Neighbours:
+    """Neighbour lists from stacked query+gallery features, one ``(N, d_m)`` tensor per model.
+
+    Row blocks ``r0:r1`` are compared with columns ``r0:`` only: the block's rows get their
+    top-k and maximum along rows, later rows get them along columns (the matrix is symmetric), so
+    every pair is computed once. Rows are complete, and finalised, as soon as their block is done.
+    """
+    f = _Features(xs, weights)
+    n = xs[0].shape[0]
+    ng = n - nq
+    device = xs[0].device
+    k_keep = min(k1 + 1, n)
+    k_buf = min(k_keep + _MARGIN, n)
+    cuts = _cuts(k1, k2, n)
+
+    bv = torch.full((n, k_buf), math.inf, dtype=f.dtype, device=device)
+    bi = torch.full((n, k_buf), -1, dtype=torch.long, device=device)
+    mv = torch.full((n,), -math.inf, dtype=f.dtype, device=device)
+    mi = torch.zeros(n, dtype=torch.long, device=device)
+    nbr = torch.empty(n, k_keep, dtype=torch.long, device=device)
+    nval = torch.empty(n, k_keep, dtype=torch.float32, device=device)
+    qg = torch.empty(nq, ng, dtype=torch.float32, device=device)
+    row_max = torch.empty(n, dtype=torch.float32, device=device)
+
+    for r0 in range(0, n, chunk_size):
+        r1 = min(r0 + chunk_size, n)
+        s = f.block(r0, r1, r0)
+        t = torch.topk(s, min(k_buf, n - r0), dim=1, largest=False)
+        _merge(bv, bi, r0, r1, t.values, t.indices + r0)
+        m = s.max(dim=1)
+        upd = m.values > mv[r0:r1]
+        mv[r0:r1] = torch.where(upd, m.values, mv[r0:r1])
+        mi[r0:r1] = torch.where(upd, m.indices + r0, mi[r0:r1])
+        if r1 < n:
+            rest = s[:, r1 - r0 :]
+            t = torch.topk(rest, min(k_buf, r1 - r0), dim=0, largest=False)
+            _merge(bv, bi, r1, n, t.values.T, t.indices.T + r0)
+            m = rest.max(dim=0)
+            upd = m.values > mv[r1:]
+            mv[r1:] = torch.where(upd, m.values, mv[r1:])
+            mi[r1:] = torch.where(upd, m.indices + r0, mi[r1:])
+        rows = torch.arange(r0, r1, device=device)
+        # The float32 arg-max may sit next to a near-tie; the max itself is what matters and the
+        # float64 value of the arg-max is within rounding of it.
+        top = f.exact_pairs(rows, mi[r0:r1]) if f.single else mv[r0:r1]
+        mx = f.key(top)
+        _check_row_max(mx, r0, "stacked distance")
+        row_max[r0:r1] = mx
+
+        def to_b(v: Tensor, rr: Tensor = rows) -> Tensor:
+            return f.key(v.to(torch.float64)) / row_max[rr].unsqueeze(1)
+
+        # float64 temporaries of the query block are kept to a few rows at a time.
+        for a in range(r0, min(r1, nq), 256):
+            b = min(a + 256, r1, nq)
+            qg[a:b] = to_b(s[a - r0 : b - r0, nq - r0 :], rows[a - r0 : b - r0])
+        del s
+        cv, ci = bv[r0:r1], bi[r0:r1]
+        if f.single:
+            rad = f.radius(slice(r0, r1))
+            sure = torch.ones(r1 - r0, dtype=torch.bool, device=device)
+            for c in cuts:
+                sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
+            nbr[r0:r1], nval[r0:r1] = ci[:, :k_keep], to_b(cv[:, :k_keep])
+            unsure = (~sure).nonzero().squeeze(1)
+            if unsure.numel():
+                ur = rows[unsure]
+                exact = f.exact_pairs(ur.unsqueeze(1).expand_as(ci[unsure]), ci[unsure])
+                if k_buf < n:
+                    bound = to_b((cv[unsure, -1:] - rad[unsure].unsqueeze(1)).clamp(min=0), ur)[:, 0]
+                else:
+                    bound = torch.full((ur.numel(),), math.inf, device=device)
+                nbr[ur], nval[ur] = _finalise(
+                    to_b(exact, ur), ci[unsure], bound, k_keep,
+                    lambda p, ur=ur: to_b(f.exact_rows(ur[p]), ur[p]),
+                )
+        else:
+            b = to_b(cv)
+            bound = b[:, -1] if k_buf < n else torch.full_like(b[:, 0], math.inf)
+            nbr[r0:r1], nval[r0:r1] = _finalise(
+                b, ci, bound, k_keep, lambda p: to_b(f.exact_rows(rows[p]), rows[p])
+            )
+
+    def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
+        return f.key(f.exact_pairs(rows, cols)) / row_max[rows]
+
+    return Neighbours(nbr=nbr, nval=nval, qg=qg, pair_values=pair_values)
