@@ -7,3 +7,4 @@ Implements "Further Non-local and Channel Attention Networks for Vehicle Re-iden
 __version__ = "0.1.0"
 
 from .models import create_model, get_pretrained_cfg, list_models
+from .inference import extract, list_images
