@@ -9,3 +9,4 @@ __version__ = "0.1.0"
 from .models import create_model, get_pretrained_cfg, list_models
 from .inference import extract, list_images
 from .export import export_onnx
+from . import viz
