@@ -5,19 +5,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._hub import HubMixin
 from ._pretrained import PretrainedCfg
 from .heads import BNNeck
 
 __all__ = ["ReIDModel"]
 
 
-class ReIDModel(nn.Module):
+class ReIDModel(nn.Module, HubMixin):
     """Base class of the re-ID models.
 
     The contract: in ``train()`` mode ``forward(x)`` returns a tuple with one
     :class:`~fnc.models.heads.BranchOutput` per branch; in ``eval()`` mode, the (B, embed_dim)
     inference embedding. Subclasses set ``embed_dim`` and ``stride`` and implement
     ``forward_train`` and ``forward_embed``.
+
+    Hub support (``save_pretrained``, ``from_pretrained``, ``push_to_hub``) comes from
+    :class:`~fnc.models._hub.HubMixin`; constructors take only JSON-able arguments so that the
+    mixin's ``config.json`` rebuilds the model.
     """
 
     embed_dim: int

@@ -1,0 +1,74 @@
+"""Test-session setup: one local Hub-compatible server, with huggingface_hub pointed at it.
+
+huggingface_hub reads HF_ENDPOINT / HF_HUB_CACHE / HF_HUB_OFFLINE when it is imported, so the
+server is started and the environment set in ``pytest_configure``, before any test module
+imports ``fnc`` (which imports huggingface_hub). That is also why this file imports neither at
+module level. Per-test isolation then goes through ``huggingface_hub.constants``, which the
+library reads at call time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from hub_server import MiniHub  # noqa: E402
+
+_STATE: dict = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "huggingface_hub" in sys.modules:
+        raise RuntimeError(
+            "huggingface_hub was imported before tests/conftest.py could point HF_ENDPOINT at the "
+            "local test Hub; do not import it (or fnc) from a pytest plugin"
+        )
+    tmp = tempfile.mkdtemp(prefix="fnc-hub-tests-")
+    hub = MiniHub(data_dir=os.path.join(tmp, "server")).start()
+    os.environ.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HOME=os.path.join(tmp, "hf_home"),  # no stored token, no user config
+        HF_HUB_CACHE=os.path.join(tmp, "hf_cache"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+    )
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    os.environ.pop("HF_TOKEN", None)
+    _STATE.update(hub=hub, tmp=tmp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    hub = _STATE.pop("hub", None)
+    if hub is not None:
+        hub.stop()
+    shutil.rmtree(_STATE.pop("tmp", ""), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub() -> MiniHub:
+    """The running local Hub (``hub.endpoint``, ``hub.requests``, ``hub.seed``)."""
+    return _STATE["hub"]
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """A fresh, empty huggingface_hub cache for one test."""
+    import huggingface_hub.constants as constants
+
+    path = tmp_path / "hf_cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(path))
+    return path
+
+
+@pytest.fixture
+def hf_offline(monkeypatch):
+    """HF_HUB_OFFLINE=1 for one test."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
