@@ -9,6 +9,7 @@ outputs agree with it to float32 rounding.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -62,32 +63,56 @@ def _row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+def _csr(rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None) -> Tensor:
+    """An ``n x n`` CSR matrix (columns sorted within rows); ones where no values are given."""
+    code, order = (rows * n + cols).sort()
+    if vals is None:
+        vals = torch.ones(code.numel(), dtype=torch.float32, device=rows.device)
+    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(code // n, minlength=n).cumsum(0)
+    with warnings.catch_warnings():
+        # sparse CSR is flagged as beta; the products used here are stable since torch 2.0.
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, code % n, vals[order], size=(n, n))
+
+
+def _csr_codes(m: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Sorted ``row * n + col`` codes of a CSR matrix's stored entries, and their values."""
+    crow, col, val = m.crow_indices(), m.col_indices(), m.values()
+    rows = torch.repeat_interleave(torch.arange(n, device=col.device), crow[1:] - crow[:-1])
+    code, order = (rows * n + col).sort()
+    return code, val[order]
+
+
+def _spmm(a: Tensor, b: Tensor) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return a @ b
+
+
 def _expansion(nb: Neighbours, k1: int) -> tuple[Tensor, Tensor]:
     """Rows and columns (sorted by row, then column) of the support of ``V``."""
     nbr = nb.nbr
-    n, kk = nbr.shape
+    n = nbr.shape[0]
     # np.around(k1 / 2.) in the reference rounds half to even, as Python's round does.
     h1 = min(int(round(k1 / 2.0)) + 1, n)
     recip = _reciprocal_mask(nbr)
-    half = nbr[:, :h1]
-    half_mask = _reciprocal_mask(half)
+    k_rows, k_t = recip.nonzero(as_tuple=True)
+    k_cols = nbr[k_rows, k_t]
+    half_mask = _reciprocal_mask(nbr[:, :h1])
+    h_rows, h_t = half_mask.nonzero(as_tuple=True)
+    h_cols = nbr[h_rows, h_t]
     half_size = half_mask.sum(1).to(torch.float64)
-    codes_out = []
-    for a, b in _row_chunks(n, kk * h1):
-        r_i, r_t = recip[a:b].nonzero(as_tuple=True)
-        r_i = r_i + a
-        cand = nbr[r_i, r_t]
-        kr_codes = r_i * n + cand
-        kr_sorted = kr_codes.sort().values
-        # For each (i, candidate): how much of the candidate's half-reciprocal set lies in R(i).
-        h_idx = half[cand]
-        h_ok = half_mask[cand]
-        inside = _isin_sorted(r_i.unsqueeze(1) * n + h_idx, kr_sorted) & h_ok
-        # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
-        take = inside.sum(1).to(torch.float64) > (2.0 / 3.0) * half_size[cand]
-        extra = (r_i[take].unsqueeze(1) * n + h_idx[take])[h_ok[take]]
-        codes_out.append(torch.unique(torch.cat([kr_codes, extra])))
-    codes = torch.cat(codes_out)
+    kr = _csr(k_rows, k_cols, n)
+    # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
+    shared_code, shared = _csr_codes(_spmm(kr, _csr(h_cols, h_rows, n)), n)
+    k_code = k_rows * n + k_cols
+    pos = torch.searchsorted(shared_code, k_code).clamp_(max=max(shared_code.numel() - 1, 0))
+    count = torch.where(shared_code[pos] == k_code, shared[pos], torch.zeros_like(shared[pos]))
+    # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
+    take = count.to(torch.float64) > (2.0 / 3.0) * half_size[k_cols]
+    added, _ = _csr_codes(_spmm(_csr(k_rows[take], k_cols[take], n), _csr(h_rows, h_cols, n)), n)
+    codes = torch.unique(torch.cat([k_code, added]))
     return codes // n, codes % n
 
 
@@ -113,33 +138,22 @@ def _row_ptr(rows: Tensor, n: int) -> Tensor:
     return ptr
 
 
-def _gather_segments(ptr: Tensor, segs: Tensor) -> tuple[Tensor, Tensor]:
-    """Positions of all entries of segments ``segs`` and, for each, which of ``segs`` it came from."""
+def _segment_positions(ptr: Tensor, segs: Tensor) -> tuple[Tensor, Tensor]:
+    """Positions of all entries of segments ``segs`` in order, and each segment's length."""
     start = ptr[segs]
     length = ptr[segs + 1] - start
-    owner = torch.repeat_interleave(torch.arange(segs.numel(), device=segs.device), length)
-    offset_in = torch.arange(owner.numel(), device=segs.device) - (length.cumsum(0) - length)[owner]
-    return start[owner] + offset_in, owner
+    shift = start - (length.cumsum(0) - length)
+    pos = torch.arange(int(length.sum()), device=segs.device)
+    return pos + torch.repeat_interleave(shift, length), length
 
 
 def _query_expansion(rows: Tensor, cols: Tensor, vals: Tensor, nbr: Tensor, k2: int, n: int):
     """``V_qe[i] = mean(V[j] for j in the k2 nearest of i)``, sparse, row-sorted output."""
     k2e = min(k2, n)
-    ptr = _row_ptr(rows, n)
-    per_row = max(1, int(((ptr[1:] - ptr[:-1]).max().item()) * k2e))
-    out_r, out_c, out_v = [], [], []
-    for a, b in _row_chunks(n, per_row):
-        src = nbr[a:b, :k2e].reshape(-1)
-        pos, owner = _gather_segments(ptr, src)
-        tgt_row = owner // k2e + a
-        code = tgt_row * n + cols[pos]
-        uniq, inv = torch.unique(code, return_inverse=True)
-        acc = torch.zeros(uniq.numel(), dtype=torch.float32, device=vals.device)
-        acc.index_add_(0, inv, vals[pos])
-        out_r.append(uniq // n)
-        out_c.append(uniq % n)
-        out_v.append(acc / k2e)
-    return torch.cat(out_r), torch.cat(out_c), torch.cat(out_v)
+    src = nbr[:, :k2e]
+    avg = _csr(torch.arange(n, device=nbr.device).repeat_interleave(k2e), src.reshape(-1), n)
+    code, val = _csr_codes(_spmm(avg, _csr(rows, cols, n, vals)), n)
+    return code // n, code % n, val / k2e
 
 
 def k_reciprocal_distance(
@@ -181,6 +195,7 @@ def k_reciprocal_distance(
         0, q_rows, col_len[q_cols]
     )
     csum = work.cumsum(0)
+    g_rows = g_rows - num_query
     temp_min = torch.zeros(num_query, ng, dtype=torch.float32, device=device)
     a = 0
     while a < num_query:
@@ -188,9 +203,9 @@ def k_reciprocal_distance(
         b = int(torch.searchsorted(csum, torch.tensor(base + _BUDGET, device=device)).item())
         b = min(max(b, a + 1), num_query)
         s, e = int(row_ptr[a].item()), int(row_ptr[b].item())
-        pos, owner = _gather_segments(col_ptr, q_cols[s:e])
-        m = torch.minimum(q_vals[s:e][owner], g_vals[pos])
-        flat = (q_rows[s:e][owner] - a) * ng + (g_rows[pos] - num_query)
+        pos, length = _segment_positions(col_ptr, q_cols[s:e])
+        m = torch.minimum(torch.repeat_interleave(q_vals[s:e], length), g_vals[pos])
+        flat = torch.repeat_interleave((q_rows[s:e] - a) * ng, length) + g_rows[pos]
         temp_min[a:b].view(-1).index_add_(0, flat, m)
         a = b
     jaccard = 1 - temp_min / (2.0 - temp_min)
