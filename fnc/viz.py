@@ -225,7 +225,9 @@ def attention_map(
     3. the CAB's channel mask (Eq. 3, ``sigmoid(SE(x_raw))``) reduced over channels:
        ``channel="masked"`` (default) averages ``mask * x``, the attended features the channel
        branch pools, so it shows where the branch draws its signature from;
-       ``channel="mask"`` averages the mask alone (the gate, whatever the activation).
+       ``channel="mask"`` averages the mask alone (the gate, whatever the activation). With
+       ``fuse="add"`` (Table 6) the block adds ``SE(x_raw)`` instead of gating; the picture
+       still shows its sigmoid, the same quantity.
 
     Each map is min-max scaled on its own (turbo colours, blue low to red high); the titles
     give its raw range.
