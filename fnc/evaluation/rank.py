@@ -1,0 +1,190 @@
+"""Re-ID rank metrics: mAP, CMC and mINP under the VeRi-776 / Market and AI City protocols.
+
+``veri`` matches torchreid's ``evaluate_rank`` (``use_metric_cuhk03=False``); ``aic`` follows the
+CityFlow-ReID / AI City Challenge evaluation (ranked list cut at 100, nothing removed).
+Vectorised in torch: no per-query Python loop and no full sort of the distance matrix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayLike = Union[np.ndarray, Tensor]
+
+# AI City Challenge track 2 scores the first 100 entries of each ranked list.
+_AIC_TOP = 100
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores averaged over the queries that have at least one valid match.
+
+    Attributes:
+        mAP: mean average precision (``aic``: mAP@100).
+        cmc: ``cmc[k]`` is the fraction of queries with a match within the first ``k + 1``.
+        mINP: mean inverse negative penalty (Ye et al., 2021): ``num_matches / rank_of_last``.
+        num_valid: number of queries scored.
+    """
+
+    mAP: float
+    cmc: np.ndarray
+    mINP: float
+    num_valid: int
+
+    @property
+    def rank1(self) -> float:
+        return float(self.cmc[0])
+
+    @property
+    def rank5(self) -> float:
+        return float(self.cmc[min(4, len(self.cmc) - 1)])
+
+    @property
+    def rank10(self) -> float:
+        return float(self.cmc[min(9, len(self.cmc) - 1)])
+
+
+def _vector(x: ArrayLike, n: int, name: str) -> Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x.detach().cpu())
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
+    return t
+
+
+def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]:
+    """1-based positions of each query's matches in its ranked list of kept entries.
+
+    Returns ``(pos, count)``: ``pos`` is ``(num_query, max_matches)``, ascending, padded with a
+    large value; ``count`` the number of matches per query. Ties are broken by gallery index.
+    """
+    nq, ng = dist.shape
+    count = rel.sum(1)
+    width = max(int(count.max()), 1)
+    r, c = rel.nonzero(as_tuple=True)
+    slot = torch.arange(r.numel()) - (count.cumsum(0) - count)[r]
+    thr = torch.full((nq, width), torch.inf, dtype=dist.dtype)
+    thr[r, slot] = dist[r, c]
+    thr = thr.sort(dim=1).values
+    # above[i, g]: how many match distances are <= dist[i, g]; entry g precedes the j-th match
+    # (1-based) exactly when above < j, barring ties.
+    above = torch.searchsorted(thr, dist.contiguous(), right=True)
+    below = torch.searchsorted(thr, dist.contiguous(), right=False)
+    above = torch.where(kept, above, width + 1)
+    hist = torch.zeros(nq, width + 2, dtype=torch.long)
+    hist.scatter_add_(1, above, torch.ones_like(above))
+    pos = hist[:, :width].cumsum(1) + 1
+    pos = torch.where(torch.arange(width) < count.unsqueeze(1), pos, torch.iinfo(torch.long).max)
+    # Rows where a kept entry ties with a match distance (other than the match itself) are
+    # redone with a stable sort, so that ties are broken by gallery index as documented.
+    tied = ((above != below) & kept).sum(1) > count
+    for i in tied.nonzero().squeeze(1).tolist():
+        order = torch.sort(dist[i], stable=True).indices
+        keep_order = order[kept[i, order]]
+        hits = rel[i, keep_order].nonzero().squeeze(1) + 1
+        pos[i, : hits.numel()] = hits
+    return pos, count
+
+
+def evaluate(
+    distmat: ArrayLike,
+    q_pids: ArrayLike,
+    g_pids: ArrayLike,
+    q_camids: ArrayLike,
+    g_camids: ArrayLike,
+    *,
+    protocol: str = "veri",
+    max_rank: int = 50,
+) -> EvalResult:
+    """mAP, CMC and mINP of a query-gallery distance matrix.
+
+    Protocols:
+        - ``veri`` (VeRi-776, also Market-1501): gallery entries with the query's id *and*
+          camera are removed; AP is over the whole remaining list. Equals torchreid's
+          ``evaluate_rank(..., use_metric_cuhk03=False)``.
+        - ``aic`` (CityFlow-ReID / AI City): nothing is removed and the list is cut at 100:
+          ``AP@100 = sum_{k <= 100} P(k) rel(k) / min(R, 100)`` with ``R`` the number of
+          gallery entries of the query's id, as in the AI City Challenge evaluation. CMC and
+          mINP use the full uncut list.
+
+    Queries with no valid match are skipped with a warning; a ``ValueError`` is raised if none
+    is left. Equal distances are ordered by gallery index.
+
+    Args:
+        distmat: distances, smaller is more similar.
+        q_pids, g_pids: identities of queries and gallery images.
+        q_camids, g_camids: cameras of queries and gallery images.
+        protocol: ``"veri"`` or ``"aic"``.
+        max_rank: length of the CMC curve (capped at the gallery size).
+
+    Returns:
+        An :class:`EvalResult`.
+
+    Shape:
+        - distmat: ``(num_query, num_gallery)``
+        - q_pids, q_camids: ``(num_query,)``; g_pids, g_camids: ``(num_gallery,)``
+        - cmc: ``(min(max_rank, num_gallery),)``
+
+    Example:
+        >>> import numpy as np
+        >>> from fnc.evaluation import evaluate
+        >>> d = np.array([[0.1, 0.5, 0.9], [0.8, 0.2, 0.3]])
+        >>> r = evaluate(d, np.array([1, 2]), np.array([1, 2, 2]), np.array([0, 0]),
+        ...              np.array([1, 1, 1]))
+        >>> round(r.mAP, 4), r.rank1
+        (1.0, 1.0)
+    """
+    if protocol not in ("veri", "aic"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'veri' or 'aic'")
+    dist = torch.as_tensor(distmat.detach().cpu() if isinstance(distmat, Tensor) else distmat)
+    if dist.ndim != 2:
+        raise ValueError(f"distmat must be 2-D, got shape {tuple(dist.shape)}")
+    nq, ng = dist.shape
+    if nq == 0 or ng == 0:
+        raise ValueError(f"empty query or gallery: distmat has shape {tuple(dist.shape)}")
+    if not dist.is_floating_point():
+        dist = dist.to(torch.float64)
+    bad = ~torch.isfinite(dist)
+    if bool(bad.any()):
+        raise ValueError(f"distmat row {int(bad.any(1).nonzero()[0])} contains NaN or inf")
+    if int(max_rank) != max_rank or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive integer, got {max_rank}")
+    qp, gp = _vector(q_pids, nq, "q_pids"), _vector(g_pids, ng, "g_pids")
+    qc, gc = _vector(q_camids, nq, "q_camids"), _vector(g_camids, ng, "g_camids")
+
+    same = gp.unsqueeze(0) == qp.unsqueeze(1)
+    if protocol == "veri":
+        kept = ~(same & (gc.unsqueeze(0) == qc.unsqueeze(1)))
+        rel = same & kept
+    else:
+        kept = torch.ones_like(same)
+        rel = same
+    valid = rel.any(1)
+    num_valid = int(valid.sum())
+    if num_valid == 0:
+        raise ValueError("no query has a valid match in the gallery")
+    if num_valid < nq:
+        warnings.warn(f"{nq - num_valid} of {nq} queries have no valid match and are skipped")
+        dist, rel, kept = dist[valid], rel[valid], kept[valid]
+
+    pos, count = _positions(dist, rel, kept)
+    j = torch.arange(1, pos.shape[1] + 1, dtype=torch.float64)
+    real = j <= count.unsqueeze(1)
+    prec = torch.where(real, j / pos.to(torch.float64), 0.0)
+    if protocol == "veri":
+        ap = prec.sum(1) / count
+    else:
+        ap = torch.where(pos <= _AIC_TOP, prec, 0.0).sum(1) / count.clamp(max=_AIC_TOP)
+    last = pos.gather(1, (count - 1).unsqueeze(1)).squeeze(1)
+    inp = count.to(torch.float64) / last
+    max_rank = min(int(max_rank), ng)
+    first = pos[:, 0]
+    cmc = (first.unsqueeze(1) <= torch.arange(1, max_rank + 1)).to(torch.float64).mean(0)
+    return EvalResult(
+        mAP=float(ap.mean()), cmc=cmc.numpy(), mINP=float(inp.mean()), num_valid=num_valid
+    )
