@@ -7,6 +7,8 @@ Implements "Further Non-local and Channel Attention Networks for Vehicle Re-iden
 __version__ = "0.1.0"
 
 from .models import create_model, get_pretrained_cfg, list_models
+from .rerank import re_ranking, rerank
+from .evaluation import evaluate, EvalResult
 from .inference import extract, list_images
 from .export import export_onnx
 from . import viz
