@@ -21,7 +21,8 @@ ArrayLike = Union[np.ndarray, Tensor]
 _AIC_TOP = 100
 
 
-@dataclass(frozen=True)
+# eq=False: the generated __eq__ would compare the cmc arrays ambiguously.
+@dataclass(frozen=True, eq=False)
 class EvalResult:
     """Scores averaged over the queries that have at least one valid match.
 
