@@ -1,0 +1,587 @@
+"""Training: the paper's recipe (FNC Sec. 3.4, 4.2; ``SPEC.md``) as a small ``Trainer`` and ``fit``.
+
+One epoch = P x K batches from :class:`~fnc.data.PKSampler` -> forward (AMP on GPU) -> Eq. 7 loss
+-> Ranger step; after it the warm-up / step schedule advances, the model is evaluated every
+``eval_every`` epochs, and ``OUTPUT/last`` is written atomically with everything a resume needs.
+``OUTPUT/best`` holds the model with the best mAP. Both are ``save_pretrained`` folders.
+
+Under ``torchrun`` the same code runs DDP: every rank takes a slice of whole identities of each
+global batch, the losses see the gathered global batch (see :mod:`fnc.engine.distributed`), and
+rank 0 logs, evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_model
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fnc.data import ImageDataset, PKSampler, ReIDDataset, build_transforms, read_dataset
+from fnc.engine.checkpoint import (
+    MODEL_FILE,
+    CheckpointError,
+    get_rng_state,
+    load_state_tree,
+    read_checkpoint,
+    recover_checkpoint,
+    save_training_folder,
+    set_rng_state,
+)
+from fnc.engine.distributed import DistInfo, convert_sync_batchnorm, gather_with_grad, init_distributed
+from fnc.engine.evaluator import evaluate_model, infer_protocol
+from fnc.losses import ReIDLoss
+from fnc.optim import Ranger, build_scheduler
+
+__all__ = ["TrainConfig", "Trainer", "fit"]
+
+logger = logging.getLogger(__name__)
+
+# Fields that may change between a run and its resume without changing what is computed.
+_RESUME_FREE = {"epochs", "eval_every", "num_workers", "device", "progress", "rerank", "eval_batch_size"}
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe. Defaults are the paper's (SPEC "Losses and recipe"); all are arguments.
+
+    Attributes:
+        epochs: epochs to train (paper: 120).
+        batch_size: global P x K batch (paper: 64 = 16 identities x 4 images).
+        num_instances: K, images per identity in a batch (paper: 4).
+        input_size: (H, W) of training and evaluation images; ``None`` = the model's
+            ``pretrained_cfg`` (288 x 384, the paper's).
+        lr: peak learning rate of Ranger (paper: 3.5e-4).
+        warmup_epochs: linear warm-up epochs from ``warmup_factor * lr`` (paper: 10, from 3.5e-5).
+        warmup_factor: lr multiplier at epoch 0 (paper: 0.1).
+        milestones: epochs at which the lr is multiplied by ``gamma`` (paper: 40 and 70).
+        gamma: step decay factor (paper: 0.1).
+        weight_decay: decoupled weight decay of Ranger. The paper gives none; SPEC says to follow
+            BoT, whose value is 5e-4 (applied here the Ranger / AdamW way, scaled by the lr).
+        betas: Ranger's (RAdam's) moment coefficients (reference Ranger: 0.95, 0.999).
+        lookahead_k: Lookahead synchronisation period in steps (Ranger: 6).
+        lookahead_alpha: Lookahead slow-weight step (Ranger: 0.5).
+        id_weight: lambda of Eq. 7, weight of the summed ID losses (paper: 2).
+        triplet_weight: weight of the summed triplet losses (paper: 1).
+        margin: batch-hard triplet margin (BoT's 0.3; the paper gives none); ``None`` = soft margin.
+        label_smoothing: eps of the ID loss (paper: 0.1).
+        flip_p: horizontal flip probability (paper: 0.5).
+        padding: zero padding before the random crop, pixels (BoT: 10).
+        erase_p: random erasing probability (paper: 0.5).
+        seed: seeds Python, NumPy and torch (``seed + rank`` under DDP) and the P x K sampler.
+        eval_every: evaluate every this many epochs, and always after the last (0: only after the
+            last). Needs query / gallery data.
+        rerank: also report k-reciprocal re-ranked metrics (``*_rerank``) when evaluating; the
+            best checkpoint is still chosen by plain mAP.
+        rerank_k1: re-ranking k1 (paper: 75).
+        rerank_k2: re-ranking k2 (paper: 10).
+        rerank_lambda: re-ranking lambda (paper: 0.1).
+        protocol: evaluation protocol, ``"veri"`` or ``"aic"``; ``None`` = ``"aic"`` for
+            CityFlow data, else ``"veri"``.
+        eval_batch_size: images per forward pass when evaluating.
+        amp: mixed precision; ``None`` = on for CUDA, off on CPU (bfloat16 where the GPU supports
+            it, else float16 with a gradient scaler).
+        grad_checkpointing: recompute block activations in backward to save memory.
+        sync_bn: under DDP, BatchNorm statistics over the global batch instead of each rank's slice.
+        num_workers: DataLoader worker processes.
+        device: ``"cuda"``, ``"cpu"``, ...; ``None`` = CUDA if available (``cuda:LOCAL_RANK`` under DDP).
+        deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN autotuning; slower on GPU.
+        progress: tqdm progress bar (rank 0 only).
+    """
+
+    epochs: int = 120
+    batch_size: int = 64
+    num_instances: int = 4
+    input_size: tuple[int, int] | None = None
+    lr: float = 3.5e-4
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.1
+    milestones: tuple[int, ...] = (40, 70)
+    gamma: float = 0.1
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.95, 0.999)
+    lookahead_k: int = 6
+    lookahead_alpha: float = 0.5
+    id_weight: float = 2.0
+    triplet_weight: float = 1.0
+    margin: float | None = 0.3
+    label_smoothing: float = 0.1
+    flip_p: float = 0.5
+    padding: int = 10
+    erase_p: float = 0.5
+    seed: int = 0
+    eval_every: int = 10
+    rerank: bool = False
+    rerank_k1: int = 75
+    rerank_k2: int = 10
+    rerank_lambda: float = 0.1
+    protocol: str | None = None
+    eval_batch_size: int = 64
+    amp: bool | None = None
+    grad_checkpointing: bool = False
+    sync_bn: bool = False
+    num_workers: int = 4
+    device: str | None = None
+    deterministic: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (a newer version's extra settings)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+        return cls(**kept)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _pick_device(name: str | None, info: DistInfo) -> torch.device:
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", info.local_rank)
+    return device
+
+
+class Trainer:
+    """Train a re-ID model with the paper's recipe; checkpoint, evaluate, resume.
+
+    Construction prepares everything (classifier sized to the training identities, data loader,
+    Ranger, schedule, DDP when launched by ``torchrun``); :meth:`fit` runs the epochs.
+
+    Args:
+        model: a fnc-reid model, e.g. ``fnc.create_model("fnc_se_resnext101", pretrained=True)``.
+            Its classifier is reset to the number of training identities if it differs.
+        data: a :class:`~fnc.data.ReIDDataset` or a ``"FORMAT:PATH"`` string for
+            :func:`~fnc.data.read_dataset`. Its ``train`` split is trained on; its ``query`` /
+            ``gallery`` (if any) evaluate.
+        output_dir: where ``last/`` and ``best/`` go; ``None`` writes nothing (no resume).
+        config: the recipe; ``None`` = :class:`TrainConfig` defaults.
+        eval_data: a dataset whose query / gallery evaluate instead of ``data``'s.
+        **overrides: :class:`TrainConfig` fields, e.g. ``epochs=60``.
+
+    Attributes:
+        model: the model being trained (unwrapped, also under DDP).
+        history: one dict per finished epoch (loss, lr, images/s, metrics when evaluated).
+        best_metrics: metrics of the best evaluated epoch so far (empty before any evaluation).
+
+    Example:
+        >>> import fnc
+        >>> from fnc.engine import Trainer
+        >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
+        >>> trainer = Trainer(model, "veri:/data/VeRi", "runs/veri", epochs=120)  # doctest: +SKIP
+        >>> trainer.fit()  # doctest: +SKIP
+        {'mAP': 0.81, 'rank1': 0.96, 'rank5': 0.98, 'rank10': 0.99, 'mINP': 0.44}
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ReIDDataset | str,
+        output_dir: str | Path | None = None,
+        config: TrainConfig | None = None,
+        *,
+        eval_data: ReIDDataset | str | None = None,
+        **overrides: Any,
+    ) -> None:
+        cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+        if cfg.input_size is not None:
+            cfg.input_size = tuple(int(s) for s in cfg.input_size)
+        self.config = cfg
+        self.data = read_dataset(data) if isinstance(data, str) else data
+        eval_source = self.data if eval_data is None else (read_dataset(eval_data) if isinstance(eval_data, str) else eval_data)
+        self.eval_data = eval_source if eval_source.query and eval_source.gallery else None
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        if cfg.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+        if not self.data.train:
+            raise ValueError(f"{self.data.name or 'the dataset'} has no training images")
+
+        self.device = _pick_device(cfg.device, DistInfo())
+        self.dist = init_distributed(self.device)
+        self.device = _pick_device(cfg.device, self.dist)
+        _seed_everything(cfg.seed + self.dist.rank)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        # --- model
+        num_ids = self.data.num_train_pids
+        if getattr(model, "num_classes", num_ids) != num_ids:
+            logger.info("classifier reset from %d to %d identities", model.num_classes, num_ids)
+            model.reset_classifier(num_ids)
+        if cfg.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        if cfg.sync_bn and self.dist.distributed:
+            model = convert_sync_batchnorm(model, self.device)
+        self.model = model.to(self.device)
+        self._net: nn.Module = self.model
+        if self.dist.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._net = DistributedDataParallel(self.model, device_ids=ids)
+        pcfg = getattr(model, "pretrained_cfg", None)
+        self.input_size = cfg.input_size or (tuple(pcfg.input_size[1:]) if pcfg else (288, 384))
+        if pcfg is not None and tuple(pcfg.input_size[1:]) != self.input_size:
+            # Saved checkpoints then say the size the weights were trained at, and loading them
+            # (create_model(checkpoint_path=...), fnc.extract) uses it by default.
+            self.model.pretrained_cfg = dataclasses.replace(pcfg, input_size=(3, *self.input_size))
+        mean = pcfg.mean if pcfg else (0.485, 0.456, 0.406)
+        std = pcfg.std if pcfg else (0.229, 0.224, 0.225)
+
+        # --- data
+        transform = build_transforms(self.input_size, mean, std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p)
+        self.sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed)
+        # Not persistent: each epoch's workers are seeded from the (checkpointed) torch RNG,
+        # which is what makes a resumed run reproduce an uninterrupted one.
+        self.loader = DataLoader(
+            ImageDataset(self.data.train, transform),
+            batch_size=self.sampler.local_batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+        # --- optimisation
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = Ranger(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, k=cfg.lookahead_k, alpha=cfg.lookahead_alpha)
+        self.scheduler = build_scheduler(self.optimizer, cfg.warmup_epochs, cfg.milestones, cfg.gamma, cfg.warmup_factor)
+        self.criterion = ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
+        self.amp = (self.device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
+        bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        # float16 needs loss scaling against underflow; bfloat16 has float32's range.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and self.amp_dtype == torch.float16)
+
+        self.epoch = 0  # the next epoch to run
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_metrics: dict[str, float] = {}
+        self.best_epoch: int | None = None
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, resume: bool | str | Path = False) -> dict[str, float]:
+        """Train until ``config.epochs``, checkpointing after every epoch.
+
+        Args:
+            resume: ``True`` continues from ``output_dir/last`` if it exists (a run killed before
+                its first checkpoint starts over); a path continues from that checkpoint folder.
+
+        Returns:
+            The best evaluation metrics (fractions: ``mAP``, ``rank1``, ``rank5``, ``rank10``,
+            ``mINP``), or the last epoch's training stats if nothing was evaluated.
+        """
+        if resume:
+            path = self.output_dir / "last" if resume is True and self.output_dir else Path(resume) if resume is not True else None
+            if path is None:
+                raise ValueError("resume=True needs output_dir (or pass the checkpoint folder)")
+            found = recover_checkpoint(path) if self._is_main() else path
+            self._barrier()
+            if found is None or not Path(path).exists():
+                if resume is not True:
+                    raise CheckpointError(f"no checkpoint to resume at {path}")
+                logger.info("no checkpoint at %s yet: starting from scratch", path)
+            else:
+                self.load_checkpoint(path)
+        elif self.output_dir is not None and self._is_main():
+            recover_checkpoint(self.output_dir / "last")
+        cfg = self.config
+        last_stats: dict[str, Any] = {}
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch
+            last_stats = self.train_one_epoch(epoch)
+            self.scheduler.step()
+            metrics: dict[str, float] = {}
+            due = epoch + 1 == cfg.epochs or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)
+            if due and self.eval_data is not None:
+                metrics = self.evaluate() if self._is_main() else {}
+                logger.info("epoch %d: %s", epoch + 1, _fmt(metrics))
+            improved = bool(metrics) and (not self.best_metrics or metrics["mAP"] > self.best_metrics["mAP"])
+            if improved:
+                self.best_metrics, self.best_epoch = dict(metrics), epoch
+            self.history.append({"epoch": epoch, **last_stats, **metrics})
+            self.epoch = epoch + 1
+            self._write_checkpoints(best=improved or (self.eval_data is None and self.epoch == cfg.epochs))
+        return dict(self.best_metrics) if self.best_metrics else dict(last_stats)
+
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the P x K batches of ``epoch``; returns mean loss, lr and images/s."""
+        cfg = self.config
+        self._net.train()
+        self.sampler.set_epoch(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        total, count, images = 0.0, 0, 0
+        start = time.perf_counter()
+        bar = tqdm(
+            self.loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (cfg.progress and self._is_main()),
+            dynamic_ncols=True,
+            leave=False,
+        )
+        for batch_images, pids, _ in bar:
+            loss, parts = self.train_step(batch_images, pids)
+            total += loss
+            count += 1
+            images += len(pids) * self.dist.world_size
+            speed = images / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss:.3f}", id=f"{parts.get('id', 0.0):.3f}", tri=f"{parts['triplet']:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}")
+        bar.close()
+        elapsed = time.perf_counter() - start
+        stats = {"loss": total / max(count, 1), "lr": lr, "images_per_s": images / max(elapsed, 1e-9), "steps": count}
+        if self._is_main():
+            logger.info(
+                "epoch %d/%d: loss %.4f, lr %.2e, %.1f images/s, %d steps",
+                epoch + 1, cfg.epochs, stats["loss"], lr, stats["images_per_s"], count,
+            )
+        return stats
+
+    def train_step(self, images: torch.Tensor, pids: torch.Tensor) -> tuple[float, dict[str, float]]:
+        """Forward, Eq. 7 loss over the global batch, backward and one Ranger step.
+
+        Returns:
+            The loss and its parts as floats (the same on every rank).
+        """
+        images = images.to(self.device, non_blocking=True)
+        pids = pids.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            outputs = self._net(images)
+        # The losses run in float32 on the global batch: see fnc.engine.distributed.
+        branches = [
+            (gather_with_grad(o.feat.float()), None if o.logits is None else gather_with_grad(o.logits.float()))
+            for o in outputs
+        ]
+        loss, parts = self.criterion(branches, self._gather_pids(pids))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data (amp={self.amp})"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.global_step += 1
+        return loss.item(), {k: v.item() for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self, data: ReIDDataset | None = None) -> dict[str, float]:
+        """mAP / CMC / mINP of the current model on query vs gallery (and re-ranked if configured).
+
+        Args:
+            data: a dataset with query and gallery; default the trainer's evaluation data.
+
+        Returns:
+            Fractions ``mAP``, ``rank1``, ``rank5``, ``rank10``, ``mINP`` (plus ``*_rerank``).
+        """
+        data = data or self.eval_data
+        if data is None:
+            raise ValueError("no query/gallery to evaluate on; pass eval_data or a dataset with query and gallery")
+        cfg = self.config
+        return evaluate_model(
+            self.model,
+            data,
+            protocol=cfg.protocol or infer_protocol(data),
+            input_size=self.input_size,
+            batch_size=cfg.eval_batch_size,
+            num_workers=cfg.num_workers,
+            device=self.device,
+            rerank=cfg.rerank,
+            k1=cfg.rerank_k1,
+            k2=cfg.rerank_k2,
+            lambda_value=cfg.rerank_lambda,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything besides the weights that a resume needs (tensors allowed)."""
+        rng = get_rng_state()
+        if self.dist.distributed:
+            every = [None] * self.dist.world_size
+            dist.all_gather_object(every, rng)
+            rng_states = every
+        else:
+            rng_states = [rng]
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_states,
+        }
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Restore model, optimiser, schedule, sampler, RNG and counters from a ``last`` folder.
+
+        Raises:
+            CheckpointError: the folder is incomplete or corrupt (its manifest does not match).
+        """
+        folder = Path(folder)
+        meta = read_checkpoint(folder)  # verifies the manifest
+        state = load_state_tree(folder, meta)
+        self._check_resume_config(meta.get("config", {}), folder)
+        load_model(self.model, str(folder / MODEL_FILE), strict=True, device=str(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        rng_states = state["rng"]
+        if len(rng_states) == self.dist.world_size:
+            set_rng_state(rng_states[self.dist.rank])
+        else:
+            logger.warning(
+                "checkpoint was written by %d processes, this run has %d: RNG streams reseeded, "
+                "so augmentations will differ from an uninterrupted run", len(rng_states), self.dist.world_size,
+            )
+            _seed_everything(self.config.seed + self.dist.rank + 1000 * int(meta["epoch"]))
+        self.epoch = int(meta["epoch"])
+        self.global_step = int(meta.get("global_step", 0))
+        self.history = list(meta.get("history", []))
+        self.best_metrics = dict(meta.get("best_metrics", {}))
+        self.best_epoch = meta.get("best_epoch")
+        logger.info("resumed from %s at epoch %d/%d", folder, self.epoch, self.config.epochs)
+
+    def push_to_hub(self, repo_id: str, which: str = "best", **kwargs: Any) -> str:
+        """Publish ``output_dir/<which>`` (``best`` or ``last``) with ``model.push_to_hub``.
+
+        The model card gets the dataset name and the checkpoint's metrics.
+
+        Args:
+            repo_id: ``org/name`` on the Hub (created if needed; needs HF_TOKEN).
+            which: the checkpoint folder to publish.
+            **kwargs: passed to ``push_to_hub`` (``private``, ``license``, ``commit_message``, ...).
+
+        Returns:
+            The commit URL.
+        """
+        import fnc
+
+        if self.output_dir is None:
+            raise ValueError("this trainer has no output_dir to publish from")
+        folder = self.output_dir / which
+        meta = read_checkpoint(folder)
+        model = fnc.create_model(checkpoint_path=folder)
+        kwargs.setdefault("dataset", meta.get("dataset") or None)
+        kwargs.setdefault("metrics", meta.get("metrics") or None)
+        return model.push_to_hub(repo_id, **kwargs)
+
+    # ------------------------------------------------------------------ internals
+    def _is_main(self) -> bool:
+        return self.dist.is_main
+
+    def _barrier(self) -> None:
+        if self.dist.distributed:
+            dist.barrier()
+
+    def _gather_pids(self, pids: torch.Tensor) -> torch.Tensor:
+        if not self.dist.distributed:
+            return pids
+        parts = [torch.empty_like(pids) for _ in range(self.dist.world_size)]
+        dist.all_gather(parts, pids)
+        return torch.cat(parts)
+
+    def _check_resume_config(self, saved: dict[str, Any], folder: Path) -> None:
+        now = self.config.to_dict()
+        changed = {k: (saved[k], now[k]) for k in saved if k in now and k not in _RESUME_FREE and saved[k] != now[k]}
+        if changed:
+            listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
+            logger.warning("resuming %s with a changed recipe (%s); the result will differ from an uninterrupted run", folder, listed)
+
+    def _meta(self) -> dict[str, Any]:
+        cfg = getattr(self.model, "pretrained_cfg", None)
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "architecture": getattr(cfg, "architecture", type(self.model).__name__),
+            "dataset": self.data.name,
+            "world_size": self.dist.world_size,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "best_metrics": self.best_metrics,
+            "best_epoch": self.best_epoch,
+            "metrics": self.history[-1] if self.history else {},
+        }
+
+    def _write_checkpoints(self, best: bool) -> None:
+        # Every rank takes part in gathering RNG states; only rank 0 writes.
+        state = self.state_dict() if self.output_dir is not None else None
+        if self.output_dir is not None and self._is_main():
+            meta = self._meta()
+            # The card names the dataset format, not a local path.
+            card = {"dataset": self.data.name.partition(":")[0] or None, "metrics": _card_metrics(self.history[-1])}
+            if best:
+                # best before last: a crash in between resumes from the previous epoch, which
+                # re-trains this one identically and rewrites best.
+                save_training_folder(self.output_dir / "best", self.model, None, dict(meta, metrics=self.history[-1]), card)
+            save_training_folder(self.output_dir / "last", self.model, state, meta, card)
+            logger.info("saved %s%s", self.output_dir / "last", " and best" if best else "")
+        self._barrier()
+
+
+def _card_metrics(stats: dict[str, Any]) -> dict[str, float] | None:
+    keys = ("mAP", "rank1", "rank5", "rank10", "mINP", "mAP_rerank", "rank1_rerank")
+    picked = {k: float(stats[k]) for k in keys if k in stats}
+    return picked or None
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items()) or "not evaluated"
+
+
+def fit(
+    model: nn.Module,
+    data: ReIDDataset | str,
+    output_dir: str | Path | None = None,
+    *,
+    resume: bool | str | Path = False,
+    eval_data: ReIDDataset | str | None = None,
+    config: TrainConfig | None = None,
+    **overrides: Any,
+) -> Trainer:
+    """Train ``model`` on ``data`` with the paper's recipe; the one-call form of :class:`Trainer`.
+
+    Args:
+        model: a fnc-reid model (its classifier is sized to the training identities).
+        data: a :class:`~fnc.data.ReIDDataset` or ``"FORMAT:PATH"`` (cityflow, veri, market, csv).
+        output_dir: where ``last/`` (resumable) and ``best/`` (best mAP) checkpoints go.
+        resume: continue from ``output_dir/last`` (``True``) or from a given checkpoint folder.
+        eval_data: dataset whose query / gallery evaluate instead of ``data``'s.
+        config: the recipe; fields can also be given as keyword arguments.
+        **overrides: :class:`TrainConfig` fields (``epochs``, ``lr``, ``batch_size``, ...).
+
+    Returns:
+        The finished :class:`Trainer` (``.model``, ``.history``, ``.best_metrics``).
+
+    Example:
+        >>> import fnc
+        >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
+        >>> trainer = fnc.fit(model, "veri:/data/VeRi", "runs/veri")  # doctest: +SKIP
+        >>> trainer.best_metrics["mAP"]  # doctest: +SKIP
+        0.81
+    """
+    trainer = Trainer(model, data, output_dir, config, eval_data=eval_data, **overrides)
+    trainer.fit(resume=resume)
+    return trainer
