@@ -60,9 +60,13 @@ def hub() -> MiniHub:
 def hf_cache(tmp_path, monkeypatch):
     """A fresh, empty huggingface_hub cache for one test."""
     import huggingface_hub.constants as constants
+    import huggingface_hub.file_download as file_download
 
     path = tmp_path / "hf_cache"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(path))
+    # huggingface_hub < 1.0 copies the constant into file_download at import.
+    if hasattr(file_download, "HF_HUB_CACHE"):
+        monkeypatch.setattr(file_download, "HF_HUB_CACHE", str(path))
     return path
 
 
@@ -70,5 +74,14 @@ def hf_cache(tmp_path, monkeypatch):
 def hf_offline(monkeypatch):
     """HF_HUB_OFFLINE=1 for one test."""
     import huggingface_hub.constants as constants
+    import huggingface_hub.utils as hf_utils
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    # huggingface_hub < 1.0 decides offline-ness when it builds its (cached) HTTP session.
+    reset = getattr(hf_utils, "reset_sessions", None)
+    if reset is not None:
+        reset()
+    yield
+    if reset is not None:
+        monkeypatch.undo()
+        reset()

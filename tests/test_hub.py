@@ -22,7 +22,7 @@ from huggingface_hub import HfApi
 
 import fnc
 from fnc.models import BFE, FNC, ReIDModel
-from fnc.models._loader import (
+from fnc.models import (
     CheckpointMismatchError,
     CorruptCheckpointError,
     PretrainedNotFoundError,
@@ -164,7 +164,7 @@ def test_in1k_fills_the_backbone_and_initialises_the_heads(timm_weights, name, k
 # ----------------------------------------------------------------------------- cache and offline
 
 
-def test_second_load_comes_from_the_cache_and_offline_works(timm_weights, hub, hf_cache, monkeypatch, caplog):
+def test_second_load_comes_from_the_cache_and_offline_works(timm_weights, hub, hf_cache, request, caplog):
     timm_weights("resnet50")
     hub.clear_requests()
     first = fnc.create_model("fnc_resnet50", pretrained=True).state_dict()
@@ -172,9 +172,7 @@ def test_second_load_comes_from_the_cache_and_offline_works(timm_weights, hub, h
     fnc.create_model("fnc_resnet50", pretrained=True)
     assert len(_weight_gets(hub)) == 1  # revalidated with HEAD, not downloaded again
 
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    request.getfixturevalue("hf_offline")
     hub.clear_requests()
     caplog.set_level(logging.INFO)
     offline = fnc.create_model("fnc_resnet50", pretrained=True).state_dict()
@@ -246,7 +244,7 @@ def test_push_to_hub_then_hf_hub_gives_identical_embeddings(timm_weights, hub, h
     caplog.clear()
     other = fnc.create_model(f"hf-hub:{repo}", num_classes=3)
     assert other.num_classes == 3
-    assert "classifier dropped (checkpoint: 5 classes, model: num_classes=3), re-initialised" in _loader_lines(caplog)[0]
+    assert "classifier dropped and re-initialised (checkpoint: 5 classes, model: num_classes=3)" in _loader_lines(caplog)[0]
 
     card = Path(HfApi().hf_hub_download(repo, "README.md")).read_text()
     for needed in (
@@ -264,8 +262,8 @@ def test_hf_hub_revision_pins_a_commit(timm_weights, hub, hf_cache):
     timm_weights("resnet50")
     model = _trained_like("baseline_resnet50", num_classes=0)
     repo = "test-user/baseline-resnet50-revisions"
-    commit = model.push_to_hub(repo)
-    sha = str(commit).rstrip("/").rsplit("/", 1)[-1]
+    model.push_to_hub(repo)
+    sha = HfApi().list_repo_commits(repo)[0].commit_id
     x = _images()
     with torch.no_grad():
         reference = model(x)

@@ -1,7 +1,8 @@
 """Models: backbones, attention blocks, heads, FNC / BFE / baseline, and the registry."""
 
 from ._base import ReIDModel
-from ._builder import build_model_with_cfg, create_model
+from ._builder import build_model_with_cfg, create_model, load_pretrained
+from ._loader import CheckpointMismatchError, CorruptCheckpointError, PretrainedNotFoundError, UnsafeCheckpointError
 from ._pretrained import PretrainedCfg
 from ._registry import (
     get_pretrained_cfg,
@@ -21,7 +22,8 @@ from .heads import BatchDrop, BNNeck, BranchOutput, Reduction
 
 __all__ = [
     "BFE", "BNNeck", "Baseline", "BatchDrop", "Bottleneck", "BranchOutput", "CAB", "FNC",
-    "PretrainedCfg", "ReIDModel", "Reduction", "ResNet", "SAB", "SEModule",
+    "CheckpointMismatchError", "CorruptCheckpointError", "PretrainedNotFoundError", "UnsafeCheckpointError",
+    "load_pretrained", "PretrainedCfg", "ReIDModel", "Reduction", "ResNet", "SAB", "SEModule",
     "build_model_with_cfg", "create_backbone", "create_model", "get_pretrained_cfg", "is_model",
     "list_models", "list_pretrained_tags", "model_entrypoint", "register_model", "split_model_name_tag",
 ]

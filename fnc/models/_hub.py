@@ -248,7 +248,6 @@ class HubMixin(
     library_name="fnc-reid",
     tags=["vehicle-re-identification", "re-identification", "image-feature-extraction", "fnc-reid"],
     pipeline_tag="image-feature-extraction",
-    paper_url="https://arxiv.org/abs/2004.12270",
 ):
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for fnc-reid models.
 
@@ -402,9 +401,13 @@ class HubMixin(
         token: str | bool | None,
         config: dict | None = None,
         map_location: str = "cpu",
+        proxies: dict | None = None,
+        resume_download: bool | None = None,
         **model_kwargs: Any,
     ):
         # Replaces the mixin's loader, whose fallback torch.load()s pytorch_model.bin.
+        # proxies / resume_download: passed by huggingface_hub < 1.0, which reads proxies from the
+        # environment anyway; accepted so they are not taken for model arguments.
         from ._builder import create_model_from_published
 
         model = create_model_from_published(

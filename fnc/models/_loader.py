@@ -252,12 +252,13 @@ def load_checkpoint(
             for k in ckpt_cls:
                 ckpt.pop(k)
             expected = [k for k in expected if k not in own_cls]
-            had = f"{'/'.join(map(str, sorted(ckpt_sizes)))} classes" if ckpt_sizes else "no classifier"
-            now = f"num_classes={model.num_classes}" if hasattr(model, "num_classes") else "the model's"
-            classifier_note = (
-                f"; classifier dropped (checkpoint: {had}, model: {now})"
-                + (", re-initialised" if own_cls else "")
-            )
+            now = f"num_classes={model.num_classes}" if hasattr(model, "num_classes") else "another size"
+            if not ckpt_cls:
+                classifier_note = f"; classifier initialised (checkpoint has none; model: {now})"
+            else:
+                had = "/".join(map(str, sorted(ckpt_sizes)))
+                action = "dropped and re-initialised" if own_cls else "dropped"
+                classifier_note = f"; classifier {action} (checkpoint: {had} classes, model: {now})"
 
     missing = [k for k in expected if k not in ckpt]
     unexpected = [k for k in ckpt if k not in own]
@@ -287,7 +288,7 @@ def load_checkpoint(
     what = "whole model"
     if weights_format == "timm_backbone":
         copies = list(dict.fromkeys(k.split(".")[0] for k in ckpt))
-        what = "backbone" + (f", into {' + '.join(copies)}" if copies != ["backbone"] else "")
+        what = "ImageNet backbone" + (f", copied into {' + '.join(copies)}" if copies != ["backbone"] else "")
     dropped_note = f"; dropped {len(dropped)} checkpoint tensors ({', '.join(drop_prefixes)})" if dropped else ""
     init_note = (
         f"; initialised {len(initialised)} ({_groups(initialised, own)})" if initialised else "; initialised 0"

@@ -29,9 +29,13 @@ class PretrainedCfg:
         mean, std: per-channel normalisation of RGB input in [0, 1].
         interpolation: resize interpolation.
         num_classes: classifier size of the checkpoint (0 = none).
-        classifier: prefixes of the classifier tensors, dropped when ``num_classes`` differs.
+        classifier: prefixes of checkpoint tensors that are a classifier this model never uses
+            (timm's ImageNet ``fc``), dropped on load. A re-ID checkpoint's own BNNeck
+            classifiers are found by the loader and dropped only when their size differs from
+            the model's ``num_classes``.
         dataset: training data of the weights.
-        metrics: reported results, e.g. ``{"mAP": ..., "rank1": ...}``.
+        metrics: reported results in percent: ``mAP``, ``rank1`` and, with re-ranking,
+            ``mAP_rerank``, ``rank1_rerank`` (the model card shows "not evaluated" for a missing one).
         license: license of the weights.
         source: where the weights come from.
         paper: the method's paper.
