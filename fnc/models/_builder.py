@@ -18,7 +18,6 @@ from torch import nn
 
 from ._hub import (
     HF_HUB_PREFIX,
-    WEIGHTS_NAME,
     cfg_from_config,
     download,
     parse_hf_hub_name,
