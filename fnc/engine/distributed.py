@@ -97,15 +97,50 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
+    return _GatherCat.apply(x)
 
-    return torch.cat(all_gather(x), dim=0)
+
+class _GatherCat(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums every rank's gradient for this rank's slice.
+
+    Every rank's slice has the same size (the P x K sampler gives each rank whole batches).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        ctx.rows = x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks: every rank's output depends on every rank's input, so the
+    gradient of each input is the sum of all ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
 
 
 def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(x, op=dist.ReduceOp.SUM)
+    return _AllReduceSum.apply(x)
 
 
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -127,7 +162,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in at least float32
         count = _all_reduce_sum(xf.new_tensor([x.numel() / x.shape[1]]))
         mean = _all_reduce_sum(xf.sum(dims)) / count
         centred = xf - mean.view(shape)

@@ -238,6 +238,7 @@ class Trainer:
         if cfg.sync_bn and self.dist.distributed:
             model = convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device)
+        self._param_dtype = next(self.model.parameters()).dtype
         self._net: nn.Module = self.model
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -364,15 +365,14 @@ class Trainer:
         Returns:
             The loss and its parts as floats (the same on every rank).
         """
-        images = images.to(self.device, non_blocking=True)
+        # Inputs follow the weights' dtype (float32, or float64 for exact comparisons); autocast
+        # lowers precision from there.
+        images = images.to(self.device, dtype=self._param_dtype, non_blocking=True)
         pids = pids.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             outputs = self._net(images)
-        # The losses run in float32 on the global batch: see fnc.engine.distributed.
-        branches = [
-            (gather_with_grad(o.feat.float()), None if o.logits is None else gather_with_grad(o.logits.float()))
-            for o in outputs
-        ]
+        # The losses run in at least float32, on the global batch: see fnc.engine.distributed.
+        branches = [(_loss_input(o.feat), None if o.logits is None else _loss_input(o.logits)) for o in outputs]
         loss, parts = self.criterion(branches, self._gather_pids(pids))
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -399,19 +399,23 @@ class Trainer:
         if data is None:
             raise ValueError("no query/gallery to evaluate on; pass eval_data or a dataset with query and gallery")
         cfg = self.config
-        return evaluate_model(
-            self.model,
+        # Evaluation must not move the training RNG streams (its DataLoaders draw seeds), so that
+        # when and how often a run evaluates never changes what it trains.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return evaluate_model(
+                self.model,
             data,
-            protocol=cfg.protocol or infer_protocol(data),
-            input_size=self.input_size,
-            batch_size=cfg.eval_batch_size,
-            num_workers=cfg.num_workers,
-            device=self.device,
-            rerank=cfg.rerank,
-            k1=cfg.rerank_k1,
-            k2=cfg.rerank_k2,
-            lambda_value=cfg.rerank_lambda,
-        )
+                protocol=cfg.protocol or infer_protocol(data),
+                input_size=self.input_size,
+                batch_size=cfg.eval_batch_size,
+                num_workers=cfg.num_workers,
+                device=self.device,
+                rerank=cfg.rerank,
+                k1=cfg.rerank_k1,
+                k2=cfg.rerank_k2,
+                lambda_value=cfg.rerank_lambda,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the weights that a resume needs (tensors allowed)."""
@@ -539,6 +543,10 @@ class Trainer:
             save_training_folder(self.output_dir / "last", self.model, state, meta, card)
             logger.info("saved %s%s", self.output_dir / "last", " and best" if best else "")
         self._barrier()
+
+
+def _loss_input(x: torch.Tensor) -> torch.Tensor:
+    return gather_with_grad(x.to(torch.promote_types(x.dtype, torch.float32)))
 
 
 def _card_metrics(stats: dict[str, Any]) -> dict[str, float] | None:
