@@ -50,12 +50,13 @@ def _json_line(out: str) -> dict:
 
 
 def test_cli_training_raises_map(tmp_path, capsys):
-    spec = write_csv(tmp_path / "data")
+    # 4 images per camera: 9 steps per epoch, so 4 epochs (and 4 checkpoint writes) make 36 steps.
+    spec = write_csv(tmp_path / "data", n_train=4)
     base = ["--data", spec, "--json"]
     assert main(["eval", "--model", "baseline_resnet50", "--no-pretrained", "--seed", "1", "--input-size", "32", "32", *base]) == 0
     before = _json_line(capsys.readouterr().out)
     out = tmp_path / "run"
-    assert main(["train", "--model", "baseline_resnet50", "--data", spec, "--output", str(out), "--epochs", "12", "--seed", "1", *FAST]) == 0
+    assert main(["train", "--model", "baseline_resnet50", "--data", spec, "--output", str(out), "--epochs", "4", "--seed", "1", *FAST]) == 0
     capsys.readouterr()
     # The checkpoint records its 32 x 32 training size, so no --input-size is needed here.
     assert main(["eval", "--checkpoint", str(out / "best"), "--rerank", *base]) == 0
@@ -64,7 +65,7 @@ def test_cli_training_raises_map(tmp_path, capsys):
     assert set(before) == {"mAP", "rank1", "rank5", "rank10", "mINP", "rerank"}
     assert all(0.0 <= before[k] <= 1.0 for k in ("mAP", "rank1", "rank5", "rank10", "mINP"))
     assert after["rerank"] is True and set(after["plain"]) == {"mAP", "rank1", "rank5", "rank10", "mINP"}
-    # Measured: 0.23 -> 0.54 for this seed (0.16 -> 0.43..0.49 for others).
+    # Measured: 0.22 -> 0.6.
     assert after["plain"]["mAP"] > before["mAP"] + 0.15, (before, after)
     assert (out / "last" / "training_state.safetensors").is_file()
 
@@ -82,10 +83,10 @@ def _epoch_of(last: Path) -> int | None:
 
 def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     spec = write_csv(tmp_path / "data", n_train=1)  # 3 steps per epoch
-    train = ["train", "--data", spec, "--epochs", "3", *TINY]
-    straight = subprocess.run(_cli(*train, "--output", str(tmp_path / "a")), env=SUBPROCESS_ENV, capture_output=True, text=True)
-    assert straight.returncode == 0, straight.stderr
-
+    train = ["train", "--data", spec, "--epochs", "2", *TINY]
+    # The uninterrupted run and the one to kill run side by side, to overlap their start-up.
+    straight = subprocess.Popen(_cli(*train, "--output", str(tmp_path / "a")), env=SUBPROCESS_ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc = subprocess.Popen(_cli(*train, "--output", str(tmp_path / "b")), env=SUBPROCESS_ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = tmp_path / "b" / "last"
@@ -96,17 +97,20 @@ def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = _epoch_of(last)
-    assert killed_at is not None and killed_at < 3
+    assert killed_at == 1
+
+    straight_out, straight_err = straight.communicate(timeout=300)
+    assert straight.returncode == 0, straight_err
 
     resumed = subprocess.run(_cli(*train, "--output", str(tmp_path / "b"), "--resume"), env=SUBPROCESS_ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from {last} at epoch {killed_at}/3" in resumed.stderr
+    assert f"resumed from {last} at epoch 1/2" in resumed.stderr
     a = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
     b = load_file(str(last / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert _json_line(straight.stdout) == _json_line(resumed.stdout)
+    assert _json_line(straight_out) == _json_line(resumed.stdout)
 
 
 @pytest.mark.parametrize(
