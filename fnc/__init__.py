@@ -11,4 +11,5 @@ from .rerank import re_ranking, rerank
 from .evaluation import evaluate, EvalResult
 from .inference import extract, list_images
 from .export import export_onnx
+from .engine import TrainConfig, Trainer, fit
 from . import viz
