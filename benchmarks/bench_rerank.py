@@ -140,7 +140,7 @@ def main() -> None:
                           f"{diff:12.1e}", f"{sdiff:>26}"]
             else:
                 cells += [f"{'(cannot run)':>11}", f"{ours['seconds']:8.2f}", f"{'-':>8}",
-                          f"{'-':>12}", f"{ours['peak_mib']:12.0f}", f"{'-':>10}", f"{'-':>17}"]
+                          f"{'-':>12}", f"{ours['peak_mib']:12.0f}", f"{'-':>12}", f"{'-':>26}"]
             rows.append("| " + " | ".join(cells) + " |")
             print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
 

@@ -108,6 +108,33 @@ def test_ties_are_broken_by_gallery_index():
     assert res.mAP == pytest.approx((1 / 2 + 2 / 4) / 2)
 
 
+def test_ties_between_matches_and_with_non_matches():
+    d = np.array([[0.2, 0.5, 0.5, 0.1, 0.5, 0.5, 0.9]], dtype=np.float32)
+    gp = np.array([1, 2, 2, 1, 1, 2, 2])
+    res = evaluate(d, np.array([2]), gp, np.array([0]), np.ones(7, dtype=int))
+    # stable order: g3, g0, g1, g2, g4, g5, g6 -> matches (id 2) at 3, 4, 6, 7
+    assert res.mAP == pytest.approx((1 / 3 + 2 / 4 + 3 / 6 + 4 / 7) / 4)
+    assert res.mINP == pytest.approx(4 / 7)
+
+
+def test_veri_matches_stable_torchreid_on_float32_ties():
+    rng = np.random.default_rng(5)
+    # few distinct values: many exact ties, between matches and with non-matches
+    d = rng.integers(0, 20, size=(30, 200)).astype(np.float32)
+    qp, gp = rng.integers(0, 8, 30), rng.integers(0, 8, 200)
+    qc, gc = rng.integers(0, 3, 30), rng.integers(0, 3, 200)
+    stable = np.argsort(d, axis=1, kind="stable")
+    # the peer sorts with numpy's unstable argsort; pre-ordering the columns stably and giving
+    # it strictly increasing keys makes its order the stable one
+    keys = np.argsort(stable, axis=1).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate(d, qp, gp, qc, gc)
+        cmc, mAP = reference_evaluate_rank()(keys, qp, gp, qc, gc, 50, False, False)
+    assert abs(res.mAP - mAP) < 1e-6
+    np.testing.assert_allclose(res.cmc, cmc, atol=1e-6, rtol=0)
+
+
 def test_skipped_queries_warn():
     d, qp, gp, qc, gc = _problem(5, 30, 3, 2, seed=1)
     qp[0] = 99

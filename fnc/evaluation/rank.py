@@ -75,7 +75,8 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
     # above[i, g]: how many match distances are <= dist[i, g]; entry g precedes the j-th match
     # (1-based) exactly when above < j, barring ties.
     above = torch.searchsorted(thr, dist.contiguous(), right=True)
-    below = torch.searchsorted(thr, dist.contiguous(), right=False)
+    # An entry equal to a match distance sits on the threshold just below its bucket.
+    on_thr = (dist == thr.gather(1, (above - 1).clamp_(min=0))) & (above > 0) & kept
     above = torch.where(kept, above, width + 1)
     hist = torch.zeros(nq, width + 2, dtype=torch.long)
     hist.scatter_add_(1, above, torch.ones_like(above))
@@ -83,7 +84,7 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
     pos = torch.where(torch.arange(width) < count.unsqueeze(1), pos, torch.iinfo(torch.long).max)
     # Rows where a kept entry ties with a match distance (other than the match itself) are
     # redone with a stable sort, so that ties are broken by gallery index as documented.
-    tied = ((above != below) & kept).sum(1) > count
+    tied = (on_thr.sum(1) > count) | (thr[:, 1:] == thr[:, :-1]).any(1)
     for i in tied.nonzero().squeeze(1).tolist():
         order = torch.sort(dist[i], stable=True).indices
         keep_order = order[kept[i, order]]
