@@ -84,7 +84,8 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
     pos = torch.where(torch.arange(width) < count.unsqueeze(1), pos, torch.iinfo(torch.long).max)
     # Rows where a kept entry ties with a match distance (other than the match itself) are
     # redone with a stable sort, so that ties are broken by gallery index as documented.
-    tied = (on_thr.sum(1) > count) | (thr[:, 1:] == thr[:, :-1]).any(1)
+    tied_matches = ((thr[:, 1:] == thr[:, :-1]) & (thr[:, 1:] < torch.inf)).any(1)
+    tied = (on_thr.sum(1) > count) | tied_matches
     for i in tied.nonzero().squeeze(1).tolist():
         order = torch.sort(dist[i], stable=True).indices
         keep_order = order[kept[i, order]]
