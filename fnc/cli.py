@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .commands import register
+
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("fnc.cli")
@@ -278,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_eval(sub)
+    register(sub)
     return parser
 
 
