@@ -171,15 +171,6 @@ def _row_ptr(rows: Tensor, n: int) -> Tensor:
     return ptr
 
 
-def _segment_positions(ptr: Tensor, segs: Tensor) -> tuple[Tensor, Tensor]:
-    """Positions of all entries of segments ``segs`` in order, and each segment's length."""
-    start = ptr[segs]
-    length = ptr[segs + 1] - start
-    shift = start - (length.cumsum(0) - length)
-    pos = torch.arange(int(length.sum()), device=segs.device)
-    return pos + torch.repeat_interleave(shift, length), length
-
-
 def _query_expansion(rows: Tensor, cols: Tensor, vals: Tensor, nbr: Tensor, k2: int, n: int):
     """``V_qe[i] = mean(V[j] for j in the k2 nearest of i)``, sparse, row-sorted output."""
     k2e = min(k2, n)
@@ -228,18 +219,39 @@ def k_reciprocal_distance(
         0, q_rows, col_len[q_cols]
     )
     csum = work.cumsum(0)
-    g_rows = g_rows - num_query
+    # int32 indices halve the traffic of the pair arrays, the bulk of the work.
+    idx_t = torch.int32 if num_query * ng < 2**31 and q_cols.numel() < 2**31 else torch.long
+    g_rows = (g_rows - num_query).to(idx_t)
+    q_off = (q_rows * ng).to(idx_t)
+    col_start = col_ptr[:-1]
     temp_min = torch.zeros(num_query, ng, dtype=torch.float32, device=device)
+    flat_out = temp_min.view(-1)
     a = 0
     while a < num_query:
         base = int(csum[a - 1].item()) if a > 0 else 0
         b = int(torch.searchsorted(csum, torch.tensor(base + _BUDGET, device=device)).item())
         b = min(max(b, a + 1), num_query)
         s, e = int(row_ptr[a].item()), int(row_ptr[b].item())
-        pos, length = _segment_positions(col_ptr, q_cols[s:e])
-        m = torch.minimum(torch.repeat_interleave(q_vals[s:e], length), g_vals[pos])
-        flat = torch.repeat_interleave((q_rows[s:e] - a) * ng, length) + g_rows[pos]
-        temp_min[a:b].view(-1).index_add_(0, flat, m)
+        qc = q_cols[s:e]
+        length = col_len[qc]
+        total = int(csum[b - 1].item()) - base
+        # Pair p belongs to query entry ent[p] and reads gallery entry pos[p] of its column.
+        ent = torch.repeat_interleave(
+            torch.arange(e - s, dtype=idx_t, device=device), length, output_size=total
+        )
+        shift = (col_start[qc] - (length.cumsum(0) - length)).to(idx_t)
+        pos = torch.arange(total, dtype=idx_t, device=device)
+        pos += shift[ent]
+        m = torch.minimum(q_vals[s:e][ent], g_vals[pos])
+        flat = q_off[s:e][ent]
+        flat += g_rows[pos]
+        del pos, ent
+        flat_out.index_add_(0, flat, m)
+        del flat, m
         a = b
-    jaccard = 1 - temp_min / (2.0 - temp_min)
-    return jaccard * (1 - lambda_value) + nb.qg * lambda_value
+    # jaccard * (1 - lambda) + B * lambda, with jaccard = 1 - t / (2 - t), in place.
+    den = torch.sub(2.0, temp_min)
+    temp_min.div_(den).neg_().add_(1.0)
+    del den
+    jaccard = temp_min
+    return jaccard.mul_(1 - lambda_value).add_(nb.qg, alpha=lambda_value)
