@@ -330,6 +330,10 @@ def feature_neighbours(
                 b, ci, bound, k_keep, lambda p: to_b(f.exact_rows(rows[p]), rows[p])
             )
 
+    if f.single:
+        # The float64 copies served the near-tie refinement only; pair_values reads the float32.
+        f._x64 = f._sq64 = None
+
     def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
         return f.key(f.pair_block_values(rows, cols).to(torch.float64)) / row_max[rows]
 
