@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -38,6 +39,7 @@ __all__ = [
     "add_rerank_parser", "run_rerank",
     "add_push_parser", "run_push",
     "add_demo_parser", "run_demo",
+    "model_info",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -475,6 +477,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
     device = _device(args.device)
+    # The demo prints its own report; the reader's and trainer's INFO lines would repeat it.
+    for name in ("fnc.data", "fnc.engine"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     demo(args.output, quick=args.quick, seed=args.seed, epochs=args.epochs, device=device,
          save_model=args.save_model, progress=args.progress)
     return EXIT_OK

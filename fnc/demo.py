@@ -532,12 +532,12 @@ def run_demo(
     dist_before, _ = _ranked(trainer.model, data, size.input_size, trainer.device)
     steps = len(trainer.loader) * num_epochs
     echo(f"untrained: mAP {_pct(before['mAP'])}, rank-1 {_pct(before['rank1'])}")
-    echo(f"training {num_epochs} epochs ({steps} steps of {size.batch_size // 4} ids x 4 images), "
+    echo(f"training {num_epochs} epoch{'s' if num_epochs > 1 else ''} ({steps} steps of {size.batch_size // 4} ids x 4 images), "
          f"Ranger lr {size.lr:g}, warm-up 1 epoch, x0.1 at epochs {', '.join(map(str, _milestones(num_epochs)))} ...")
     train_start = time.perf_counter()
-    trainer.fit()
+    # With eval_every=0 the trainer evaluates once, after the last epoch: those are its metrics.
+    after = trainer.fit()
     train_seconds = time.perf_counter() - train_start
-    after = trainer.evaluate()
     model = trainer.model.eval()
 
     echo(f"trained in {train_seconds:.0f}s\n")
@@ -571,11 +571,13 @@ def run_demo(
     _stack(rows, f"Query (blue) and its top {k} gallery matches: green = same vehicle, red = another one",
            labels).save(ranked_path)
 
-    # Drawn at 4x the training size, so the panels and their titles are legible; the blocks are
-    # convolutional / non-local, so the trained model runs at any size (a finer grid here).
-    maps = [fnc.viz.attention_map(model, data.query[i].path, input_size=(hgt * 4, wid * 4)) for i in picked]
+    # Drawn at a multiple of the training size with panels >= 300 px wide, so they and their titles
+    # are legible; the blocks are convolutional / non-local, so the model runs at any size.
+    zoom = -(-300 // wid)
+    maps = [fnc.viz.attention_map(model, data.query[i].path, input_size=(hgt * zoom, wid * zoom)) for i in picked]
     attention_path = out / "attention_maps.png"
-    _stack(maps, "Trained FNC: SAB attention of the marked position, CAB channel-mask energy").save(attention_path)
+    _stack(maps, f"Trained FNC at {zoom}x its {hgt}x{wid} training size: SAB attention of the marked position, "
+                 "CAB channel-mask energy").save(attention_path)
 
     model_path = None
     if save_model:
