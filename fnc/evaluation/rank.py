@@ -65,27 +65,43 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
     large value; ``count`` the number of matches per query. Ties are broken by gallery index.
     """
     nq, ng = dist.shape
-    count = rel.sum(1)
-    width = max(int(count.max()), 1)
     r, c = rel.nonzero(as_tuple=True)
+    count = torch.bincount(r, minlength=nq)
+    width = max(int(count.max()), 1)
     slot = torch.arange(r.numel()) - (count.cumsum(0) - count)[r]
     thr = torch.full((nq, width), torch.inf, dtype=dist.dtype)
     thr[r, slot] = dist[r, c]
     thr = thr.sort(dim=1).values
-    # above[i, g]: how many match distances are <= dist[i, g]; entry g precedes the j-th match
-    # (1-based) exactly when above < j, barring ties.
-    above = torch.searchsorted(thr, dist.contiguous(), right=True)
+    # Only kept entries up to the last match distance can precede a match: gather them (the
+    # matches included) instead of bucketing the whole matrix.
+    last = thr.gather(1, (count - 1).unsqueeze(1))
+    cand = dist <= last
+    if not bool(kept.all()):
+        cand &= kept
+    cr, cc = cand.nonzero(as_tuple=True)
+    del cand
+    v = dist[cr, cc]
+    # above: how many match distances are <= v (a right bisection per entry, over its row);
+    # entry g precedes the j-th match (1-based) exactly when above < j, barring ties.
+    flat_thr = thr.reshape(-1)
+    above = torch.empty_like(cr)
+    step = max(1, (1 << 22) // width)
+    for a in range(0, cr.numel(), step):
+        rows = cr[a : a + step]
+        above[a : a + step] = torch.searchsorted(
+            thr[rows], v[a : a + step].unsqueeze(1), right=True
+        ).squeeze(1)
+    base = cr * width
     # An entry equal to a match distance sits on the threshold just below its bucket.
-    on_thr = (dist == thr.gather(1, (above - 1).clamp_(min=0))) & (above > 0) & kept
-    above = torch.where(kept, above, width + 1)
-    hist = torch.zeros(nq, width + 2, dtype=torch.long)
-    hist.scatter_add_(1, above, torch.ones_like(above))
-    pos = hist[:, :width].cumsum(1) + 1
+    on_thr = (flat_thr[base + (above - 1).clamp_(min=0)] == v) & (above > 0)
+    hist = torch.bincount(cr * (width + 1) + above, minlength=nq * (width + 1))
+    pos = hist.view(nq, width + 1)[:, :width].cumsum(1) + 1
     pos = torch.where(torch.arange(width) < count.unsqueeze(1), pos, torch.iinfo(torch.long).max)
+    on_count = torch.bincount(cr[on_thr], minlength=nq)
     # Rows where a kept entry ties with a match distance (other than the match itself) are
     # redone with a stable sort, so that ties are broken by gallery index as documented.
     tied_matches = ((thr[:, 1:] == thr[:, :-1]) & (thr[:, 1:] < torch.inf)).any(1)
-    tied = (on_thr.sum(1) > count) | tied_matches
+    tied = (on_count > count) | tied_matches
     for i in tied.nonzero().squeeze(1).tolist():
         order = torch.sort(dist[i], stable=True).indices
         keep_order = order[kept[i, order]]
@@ -152,8 +168,10 @@ def evaluate(
         raise ValueError(f"empty query or gallery: distmat has shape {tuple(dist.shape)}")
     if not dist.is_floating_point():
         dist = dist.to(torch.float64)
-    bad = ~torch.isfinite(dist)
-    if bool(bad.any()):
+    # One multi-threaded pass: min and max propagate NaN and reach any infinity.
+    lo, hi = torch.aminmax(dist)
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        bad = ~torch.isfinite(dist)
         raise ValueError(f"distmat row {int(bad.any(1).nonzero()[0])} contains NaN or inf")
     if int(max_rank) != max_rank or max_rank < 1:
         raise ValueError(f"max_rank must be a positive integer, got {max_rank}")
