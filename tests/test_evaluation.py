@@ -172,3 +172,26 @@ def test_bad_arrays():
     d[1, 2] = np.nan
     with pytest.raises(ValueError, match="distmat row 1"):
         evaluate(d, qp, gp, qc, gc)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("protocol", ["veri", "aic"])
+def test_gathered_and_dense_positions_agree(monkeypatch, ties, protocol):
+    import fnc.evaluation.rank as rank
+
+    rng = np.random.default_rng(11)
+    pid = rng.integers(0, 15, 300)
+    cam = rng.integers(0, 4, 300)
+    x = rng.normal(size=(15, 16))[pid] + 0.9 * rng.normal(size=(300, 16))
+    d = np.linalg.norm(x[:40, None] - x[None, 40:], axis=2).astype(np.float32)
+    if ties:
+        d = np.round(d * 4) / 4
+    out = []
+    for ratio in (0, 10**9):  # always dense, never dense
+        monkeypatch.setattr(rank, "_DENSE_RATIO", ratio)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out.append(evaluate(d, pid[:40], pid[40:], cam[:40], cam[40:], protocol=protocol))
+    a, b = out
+    assert a.mAP == b.mAP and a.mINP == b.mINP and a.num_valid == b.num_valid
+    np.testing.assert_array_equal(a.cmc, b.cmc)

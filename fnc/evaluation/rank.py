@@ -19,6 +19,8 @@ ArrayLike = Union[np.ndarray, Tensor]
 
 # AI City Challenge track 2 scores the first 100 entries of each ranked list.
 _AIC_TOP = 100
+# Above this many gathered thresholds per matrix entry, _positions searches the whole matrix.
+_DENSE_RATIO = 2
 
 
 # eq=False: the generated __eq__ would compare the cmc arrays ambiguously.
@@ -78,26 +80,40 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
     cand = dist <= last
     if not bool(kept.all()):
         cand &= kept
-    cr, cc = cand.nonzero(as_tuple=True)
-    del cand
-    v = dist[cr, cc]
-    # above: how many match distances are <= v (a right bisection per entry, over its row);
-    # entry g precedes the j-th match (1-based) exactly when above < j, barring ties.
-    flat_thr = thr.reshape(-1)
-    above = torch.empty_like(cr)
-    step = max(1, (1 << 22) // width)
-    for a in range(0, cr.numel(), step):
-        rows = cr[a : a + step]
-        above[a : a + step] = torch.searchsorted(
-            thr[rows], v[a : a + step].unsqueeze(1), right=True
-        ).squeeze(1)
-    base = cr * width
-    # An entry equal to a match distance sits on the threshold just below its bucket.
-    on_thr = (flat_thr[base + (above - 1).clamp_(min=0)] == v) & (above > 0)
-    hist = torch.bincount(cr * (width + 1) + above, minlength=nq * (width + 1))
+    m = int(torch.count_nonzero(cand))
+    # above: how many match distances are <= an entry's distance; entry g precedes the j-th
+    # match (1-based) exactly when above < j, barring ties. An entry equal to a match distance
+    # sits on the threshold just below its bucket (on_thr).
+    if m * width > _DENSE_RATIO * nq * ng:
+        # Most entries precede some last match (a weak model): search the whole matrix at once
+        # rather than gather each entry's thresholds.
+        dist = dist.contiguous()
+        above = torch.searchsorted(thr, dist, right=True)
+        above.masked_fill_(~cand, width)
+        hist = torch.bincount(
+            (above + (torch.arange(nq) * (width + 1)).unsqueeze(1)).view(-1),
+            minlength=nq * (width + 1),
+        )
+        on_thr = thr.gather(1, (above - 1).clamp_(min=0)) == dist
+        on_thr &= cand
+        on_thr &= above > 0
+        on_count = on_thr.sum(1)
+        del above, on_thr, cand
+    else:
+        cr, cc = cand.nonzero(as_tuple=True)
+        del cand
+        v = dist[cr, cc]
+        above = torch.empty_like(cr)
+        step = max(1, (1 << 22) // width)
+        for a in range(0, cr.numel(), step):
+            above[a : a + step] = torch.searchsorted(
+                thr[cr[a : a + step]], v[a : a + step].unsqueeze(1), right=True
+            ).squeeze(1)
+        on_thr = (thr.reshape(-1)[cr * width + (above - 1).clamp(min=0)] == v) & (above > 0)
+        hist = torch.bincount(cr * (width + 1) + above, minlength=nq * (width + 1))
+        on_count = torch.bincount(cr[on_thr], minlength=nq)
     pos = hist.view(nq, width + 1)[:, :width].cumsum(1) + 1
     pos = torch.where(torch.arange(width) < count.unsqueeze(1), pos, torch.iinfo(torch.long).max)
-    on_count = torch.bincount(cr[on_thr], minlength=nq)
     # Rows where a kept entry ties with a match distance (other than the match itself) are
     # redone with a stable sort, so that ties are broken by gallery index as documented.
     tied_matches = ((thr[:, 1:] == thr[:, :-1]) & (thr[:, 1:] < torch.inf)).any(1)
