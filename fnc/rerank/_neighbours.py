@@ -261,6 +261,7 @@ def feature_neighbours(
     k_keep = min(k1 + 1, n)
     k_buf = min(k_keep + _MARGIN, n)
     cuts = _cuts(k1, k2, n)
+    unit_key = f.single and f.w[0] == 1.0
 
     bv = torch.full((n, k_buf), math.inf, dtype=f.dtype, device=device)
     bi = torch.full((n, k_buf), -1, dtype=torch.long, device=device)
@@ -297,6 +298,9 @@ def feature_neighbours(
         row_max[r0:r1] = mx
 
         def to_b(v: Tensor, rr: Tensor = rows) -> Tensor:
+            if v.dtype == torch.float32 and unit_key:
+                # float32(sqrt(v) ** 2) computed in float64 is v itself for a float32 v.
+                return v / row_max[rr].unsqueeze(1)
             return f.key(v.to(torch.float64)) / row_max[rr].unsqueeze(1)
 
         # float64 temporaries of the query block are kept to a few rows at a time.
