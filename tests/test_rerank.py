@@ -249,3 +249,20 @@ def test_works_copied_out_alone(tmp_path: Path):
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("nq,ng,d,k1,k2,lam", CASES)
+@pytest.mark.parametrize("dense_join", [0, 10**9])
+def test_sparse_and_dense_jaccard_joins_match_reference(monkeypatch, nq, ng, d, k1, k2, lam,
+                                                         dense_join):
+    import importlib
+
+    sparse = importlib.import_module("fnc.rerank._sparse")
+    # 0: always the sparse (query, gallery) pair join; 10**9: always the dense min-sum join.
+    monkeypatch.setattr(sparse, "_DENSE_JOIN", dense_join)
+    q, g = _clustered(nq, ng, d, seed=nq * 7 + ng)
+    qg, qq, gg = _blocks(q, g)
+    ref = reference_re_ranking()(qg, qq, gg, k1, k2, lam)
+    np.testing.assert_allclose(re_ranking(qg, qq, gg, k1, k2, lam), ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(rerank(q, g, k1=k1, k2=k2, lambda_value=lam), ref, atol=ATOL,
+                               rtol=0)

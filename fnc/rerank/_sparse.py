@@ -19,6 +19,8 @@ from torch import Tensor
 
 # Elements per temporary in the gather/scatter steps: bounds peak memory at a few hundred MiB.
 _BUDGET = 1 << 23
+# The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
+_DENSE_JOIN = 16
 
 
 def _sort_codes(code: Tensor, bound: int) -> tuple[Tensor, Tensor]:
@@ -219,6 +221,17 @@ def k_reciprocal_distance(
         0, q_rows, col_len[q_cols]
     )
     csum = work.cumsum(0)
+    used = _unique(q_cols)
+    pairs = int(csum[-1].item())
+    if (num_query + ng) * used.numel() <= _BUDGET and num_query * ng * used.numel() <= (
+        _DENSE_JOIN * pairs
+    ):
+        # Small or crowded problems: V is nearly dense, and a dense min-sum over the columns
+        # the queries use costs less than expanding every (query, gallery) pair.
+        return _dense_join(
+            q_rows, q_cols, q_vals, g_rows - num_query, g_cols, g_vals, used, num_query, ng, nb,
+            lambda_value,
+        )
     # int32 indices halve the traffic of the pair arrays, the bulk of the work.
     idx_t = torch.int32 if num_query * ng < 2**31 and q_cols.numel() < 2**31 else torch.long
     g_rows = (g_rows - num_query).to(idx_t)
@@ -249,9 +262,32 @@ def k_reciprocal_distance(
         flat_out.index_add_(0, flat, m)
         del flat, m
         a = b
-    # jaccard * (1 - lambda) + B * lambda, with jaccard = 1 - t / (2 - t), in place.
+    return _blend(temp_min, nb, lambda_value)
+
+
+def _blend(temp_min: Tensor, nb: Neighbours, lambda_value: float) -> Tensor:
+    """``jaccard * (1 - lambda) + B * lambda`` with ``jaccard = 1 - t / (2 - t)``, in place."""
     den = torch.sub(2.0, temp_min)
     temp_min.div_(den).neg_().add_(1.0)
     del den
-    jaccard = temp_min
-    return jaccard.mul_(1 - lambda_value).add_(nb.qg, alpha=lambda_value)
+    return temp_min.mul_(1 - lambda_value).add_(nb.qg, alpha=lambda_value)
+
+
+def _dense_join(
+    q_rows: Tensor, q_cols: Tensor, q_vals: Tensor, g_rows: Tensor, g_cols: Tensor,
+    g_vals: Tensor, used: Tensor, num_query: int, ng: int, nb: Neighbours, lambda_value: float,
+) -> Tensor:
+    """``sum_c min(V[q, c], V[g, c])`` with ``V`` dense over the columns ``used`` by queries."""
+    device = q_vals.device
+    w = used.numel()
+    vq = torch.zeros(num_query, w, dtype=torch.float32, device=device)
+    vq[q_rows, torch.searchsorted(used, q_cols)] = q_vals
+    vg = torch.zeros(ng, w, dtype=torch.float32, device=device)
+    keep = _isin_sorted(g_cols, used)
+    vg[g_rows[keep], torch.searchsorted(used, g_cols[keep])] = g_vals[keep]
+    temp_min = torch.empty(num_query, ng, dtype=torch.float32, device=device)
+    step = max(1, _BUDGET // max(ng * w, 1))
+    for a in range(0, num_query, step):
+        b = min(a + step, num_query)
+        temp_min[a:b] = torch.minimum(vq[a:b, None, :], vg[None, :, :]).sum(-1)
+    return _blend(temp_min, nb, lambda_value)
