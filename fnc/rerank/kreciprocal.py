@@ -33,9 +33,11 @@ def _as_tensor(x: ArrayLike, name: str) -> Tensor:
 
 
 def _check_finite(x: Tensor, name: str) -> None:
-    if x.is_floating_point():
-        bad = ~torch.isfinite(x)
-        if bool(bad.any()):
+    if x.is_floating_point() and x.numel():
+        # One pass: min and max propagate NaN and reach any infinity.
+        lo, hi = torch.aminmax(x)
+        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+            bad = ~torch.isfinite(x)
             row = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0].item())
             raise ValueError(f"{name} row {row} contains NaN or inf")
 
