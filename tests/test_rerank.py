@@ -141,6 +141,39 @@ def test_property_small_random_problems(nq, ng, d, k1, k2_frac, lam, seed):
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
+def _sorted_by_identity(nq, ng, d, seed, ids):
+    # Galleries often come sorted by identity or track: each row's neighbours are contiguous.
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, d))
+    pid = np.sort(rng.integers(0, ids, nq + ng))
+    x = (centres[pid] + 0.5 * rng.normal(size=(nq + ng, d))).astype(np.float32)
+    return x[:nq], x[nq:]
+
+
+@pytest.mark.parametrize("col_k", [1, 4, None])
+@pytest.mark.parametrize("fused", [False, True])
+def test_cut_column_lists_fall_back_to_full_rows(monkeypatch, col_k, fused):
+    """Rows whose per-block column lists were cut short are recomputed in full.
+
+    With a small ``_COL_K`` most rows take that path; the result still equals the reference.
+    """
+    import importlib
+
+    if col_k is not None:
+        monkeypatch.setattr(importlib.import_module("fnc.rerank._neighbours"), "_COL_K", col_k)
+    q, g = _sorted_by_identity(12, 200, 16, seed=11, ids=5)
+    if fused:
+        q2, g2 = _sorted_by_identity(12, 200, 8, seed=12, ids=5)
+        summed = [a + 0.5 * b for a, b in zip(_blocks(q, g), _blocks(q2, g2))]
+        ref = reference_re_ranking()(*summed, 60, 8, 0.2)
+        out = rerank([q, q2], [g, g2], weights=[1.0, 0.5], k1=60, k2=8, lambda_value=0.2,
+                     chunk_size=40)
+    else:
+        ref = reference_re_ranking()(*_blocks(q, g), 60, 8, 0.2)
+        out = rerank(q, g, k1=60, k2=8, lambda_value=0.2, chunk_size=40)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("weights", [None, [1.0, 0.5], [0.2, 2.0]])
 def test_fused_equals_reference_on_summed_matrices(weights):
     q1, g1 = _clustered(10, 80, 16, seed=4)

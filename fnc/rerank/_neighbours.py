@@ -26,6 +26,10 @@ _U32 = 2.0**-24
 # Two exact values closer than this relative gap may round to the same float32 B value.
 _REL_GAP = 2.0**-20
 _PAIR_BUDGET = 1 << 22
+# Candidates kept per row block along columns; see feature_neighbours.
+_COL_K = 24
+# float64 elements per chunk in exact_pairs: stays in cache.
+_EXACT_BUDGET = 1 << 18
 
 
 def _stable_sort_rows(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -143,14 +147,22 @@ class _Features:
         self.dtype = torch.float32 if self.single else torch.float64
         self.xc = [x.to(self.dtype) for x in xs]
         self.sq = [(x * x).sum(1) for x in self.xc]
-        self._x64: list[Tensor] | None = None if self.single else self.xc
-        self._sq64: list[Tensor] | None = None if self.single else self.sq
+        self._buf: Tensor | None = None
 
     def block(self, r0: int, r1: int, c0: int) -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``."""
         out = None
         for x, sq, w in zip(self.xc, self.sq, self.w):
-            s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
+            shape = (r1 - r0, x.shape[0] - c0)
+            if self.single:
+                # One buffer for every block: a fresh 100+ MiB tensor per block is a fresh
+                # mapping from the OS, page-faulted and zeroed each time.
+                if self._buf is None or self._buf.numel() < shape[0] * shape[1]:
+                    self._buf = torch.empty(shape[0] * shape[1], dtype=x.dtype, device=x.device)
+                s = self._buf[: shape[0] * shape[1]].view(shape)
+                torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
+            else:
+                s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
             s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
             if self.single:
                 return s
@@ -158,22 +170,32 @@ class _Features:
             out = s if out is None else out.add_(s)
         return out
 
-    def exact_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """float64 ranking values at the given pairs (any shape, pairs unique)."""
-        shape = rows.shape
-        rows, cols = rows.reshape(-1), cols.reshape(-1)
-        n = self.xs[0].shape[0]
-        code, order = (rows * n + cols).sort()
-        out = torch.empty(rows.numel(), dtype=torch.float64, device=rows.device)
-        out[order] = self._sampled(code // n, code % n, *self._exact_features())
-        return out.view(shape)
+    def release(self) -> None:
+        self._buf = None
 
-    def _exact_features(self) -> tuple[list[Tensor], list[Tensor]]:
-        # float64 copies are made only when a near-tie needs them (one model, float32 blocks).
-        if self._x64 is None:
-            self._x64 = [x.to(torch.float64) for x in self.xs]
-            self._sq64 = [(x * x).sum(1) for x in self._x64]
-        return self._x64, self._sq64
+    def exact_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """float64 ranking values of row ``rows[i]`` against ``cols[i]`` (``(m,)`` or ``(m, k)``).
+
+        The few pairs needing this are gathered and widened a cache-sized chunk at a time, and
+        ``||a - b||^2`` is summed from exact float64 differences: bit-identical for identical
+        feature rows, which exact ties rely on.
+        """
+        cols2 = cols.reshape(rows.numel(), -1)
+        m, k = cols2.shape
+        out = None
+        for x, w in zip(self.xs, self.w):
+            s = torch.empty(m, k, dtype=torch.float64, device=x.device)
+            step = max(1, _EXACT_BUDGET // (k * x.shape[1]))
+            for a in range(0, m, step):
+                c = cols2[a : a + step]
+                diff = x.index_select(0, c.reshape(-1)).view(*c.shape, -1).double()
+                diff.sub_(x.index_select(0, rows[a : a + step]).double().unsqueeze(1))
+                s[a : a + step] = diff.square_().sum(2)
+            if self.single:
+                return s.view(cols.shape)
+            s = w * s.sqrt()
+            out = s if out is None else out + s
+        return out.view(cols.shape)
 
     def pair_block_values(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Ranking values at many pairs sorted by (row, col), in the block precision."""
@@ -245,6 +267,13 @@ def _merge(bv: Tensor, bi: Tensor, a: int, b: int, v: Tensor, j: Tensor) -> None
     bi[a:b] = ci.gather(1, t.indices)
 
 
+def _spread(nq: int, n: int, device: torch.device) -> Tensor:
+    """A fixed shuffle of the queries and, after them, of the gallery."""
+    g = torch.Generator().manual_seed(20200614)
+    perm = torch.cat([torch.randperm(nq, generator=g), nq + torch.randperm(n - nq, generator=g)])
+    return perm.to(device)
+
+
 def feature_neighbours(
     xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk_size: int
 ) -> Neighbours:
@@ -253,18 +282,31 @@ def feature_neighbours(
     Row blocks ``r0:r1`` are compared with columns ``r0:`` only: the block's rows get their
     top-k and maximum along rows, later rows get them along columns (the matrix is symmetric), so
     every pair is computed once. Rows are complete, and finalised, as soon as their block is done.
+
+    Along columns only the ``_COL_K`` nearest of each block are kept, with the value they stop at
+    as a bound on what was left out; a row whose bound reaches its ``k1 + 1``-th neighbour is
+    recomputed in full. Rows are processed in a fixed shuffled order so that a row's neighbours
+    are spread evenly over the blocks whatever the input order (galleries often come sorted by
+    identity or track), which makes such rows rare. Results are reported in the input order, and
+    exact ties are broken by input index.
     """
-    f = _Features(xs, weights)
     n = xs[0].shape[0]
     ng = n - nq
     device = xs[0].device
+    perm = _spread(nq, n, device)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(n, device=device)
+    inv_g = inv[nq:] - nq
+    f = _Features([x[perm] for x in xs], weights)
     k_keep = min(k1 + 1, n)
     k_buf = min(k_keep + _MARGIN, n)
     cuts = _cuts(k1, k2, n)
     unit_key = f.single and f.w[0] == 1.0
 
+    # Everything indexed by row position lives in the shuffled order until the end.
     bv = torch.full((n, k_buf), math.inf, dtype=f.dtype, device=device)
     bi = torch.full((n, k_buf), -1, dtype=torch.long, device=device)
+    lb = torch.full((n,), math.inf, dtype=f.dtype, device=device)
     mv = torch.full((n,), -math.inf, dtype=f.dtype, device=device)
     mi = torch.zeros(n, dtype=torch.long, device=device)
     nbr = torch.empty(n, k_keep, dtype=torch.long, device=device)
@@ -283,7 +325,10 @@ def feature_neighbours(
         mi[r0:r1] = torch.where(upd, m.indices + r0, mi[r0:r1])
         if r1 < n:
             rest = s[:, r1 - r0 :]
-            t = torch.topk(rest, min(k_buf, r1 - r0), dim=0, largest=False)
+            kc = min(k_buf, _COL_K, r1 - r0)
+            t = torch.topk(rest, kc, dim=0, largest=False)
+            if kc < r1 - r0:
+                torch.minimum(lb[r1:], t.values[-1], out=lb[r1:])
             _merge(bv, bi, r1, n, t.values.T, t.indices.T + r0)
             m = rest.max(dim=0)
             upd = m.values > mv[r1:]
@@ -306,39 +351,54 @@ def feature_neighbours(
         # float64 temporaries of the query block are kept to a few rows at a time.
         for a in range(r0, min(r1, nq), 256):
             b = min(a + 256, r1, nq)
-            qg[a:b] = to_b(s[a - r0 : b - r0, nq - r0 :], rows[a - r0 : b - r0])
+            qg[a:b] = to_b(s[a - r0 : b - r0, nq - r0 :], rows[a - r0 : b - r0]).index_select(
+                1, inv_g
+            )
         del s
         cv, ci = bv[r0:r1], bi[r0:r1]
+        # A lower bound on every value left out of the buffer.
+        outside = lb[r0:r1] if k_buf == n else torch.minimum(cv[:, -1], lb[r0:r1])
+
+        def full_rows(p: Tensor, rr: Tensor) -> Tensor:
+            return to_b(f.exact_rows(rr[p]), rr[p]).index_select(1, inv)
+
         if f.single:
             rad = f.radius(slice(r0, r1))
-            sure = torch.ones(r1 - r0, dtype=torch.bool, device=device)
+            sure = outside - rad > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
             for c in cuts:
                 sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
-            nbr[r0:r1], nval[r0:r1] = ci[:, :k_keep], to_b(cv[:, :k_keep])
+            nbr[r0:r1], nval[r0:r1] = perm[ci[:, :k_keep]], to_b(cv[:, :k_keep])
             unsure = (~sure).nonzero().squeeze(1)
             if unsure.numel():
                 ur = rows[unsure]
-                exact = f.exact_pairs(ur.unsqueeze(1).expand_as(ci[unsure]), ci[unsure])
-                if k_buf < n:
-                    bound = to_b((cv[unsure, -1:] - rad[unsure].unsqueeze(1)).clamp(min=0), ur)[:, 0]
-                else:
-                    bound = torch.full((ur.numel(),), math.inf, device=device)
+                # Slots never filled (index -1) stay last.
+                cu = ci[unsure]
+                exact = f.exact_pairs(ur, cu.clamp(min=0)).masked_fill_(cu < 0, math.inf)
+                bound = to_b((outside[unsure] - rad[unsure]).clamp(min=0).unsqueeze(1), ur)[:, 0]
                 nbr[ur], nval[ur] = _finalise(
-                    to_b(exact, ur), ci[unsure], bound, k_keep,
-                    lambda p, ur=ur: to_b(f.exact_rows(ur[p]), ur[p]),
+                    to_b(exact, ur), perm[ci[unsure]], bound, k_keep,
+                    lambda p, ur=ur: full_rows(p, ur),
                 )
         else:
-            b = to_b(cv)
-            bound = b[:, -1] if k_buf < n else torch.full_like(b[:, 0], math.inf)
             nbr[r0:r1], nval[r0:r1] = _finalise(
-                b, ci, bound, k_keep, lambda p: to_b(f.exact_rows(rows[p]), rows[p])
+                to_b(cv), perm[ci], to_b(outside.unsqueeze(1))[:, 0], k_keep,
+                lambda p: full_rows(p, rows),
             )
 
-    if f.single:
-        # The float64 copies served the near-tie refinement only; pair_values reads the float32.
-        f._x64 = f._sq64 = None
+    f.release()
+    # Back to the input order: row i of the shuffled order is input row perm[i].
+    out_nbr = torch.empty_like(nbr)
+    out_nbr[perm] = nbr
+    out_nval = torch.empty_like(nval)
+    out_nval[perm] = nval
+    out_max = torch.empty_like(row_max)
+    out_max[perm] = row_max
+    qg_in = torch.empty_like(qg)
+    qg_in[perm[:nq]] = qg
+    del nbr, nval, qg
+    g = _Features(xs, weights)
 
     def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
-        return f.key(f.pair_block_values(rows, cols).to(torch.float64)) / row_max[rows]
+        return g.key(g.pair_block_values(rows, cols).to(torch.float64)) / out_max[rows]
 
-    return Neighbours(nbr=nbr, nval=nval, qg=qg, pair_values=pair_values)
+    return Neighbours(nbr=out_nbr, nval=out_nval, qg=qg_in, pair_values=pair_values)

@@ -254,10 +254,12 @@ def k_reciprocal_distance(
         )
         shift = (col_start[qc] - (length.cumsum(0) - length)).to(idx_t)
         pos = torch.arange(total, dtype=idx_t, device=device)
-        pos += shift[ent]
-        m = torch.minimum(q_vals[s:e][ent], g_vals[pos])
-        flat = q_off[s:e][ent]
-        flat += g_rows[pos]
+        # index_select, unlike advanced indexing, gathers with int32 indices without widening
+        # them: several times faster on these streams of tens of millions of pairs.
+        pos += shift.index_select(0, ent)
+        m = torch.minimum(q_vals[s:e].index_select(0, ent), g_vals.index_select(0, pos))
+        flat = q_off[s:e].index_select(0, ent)
+        flat += g_rows.index_select(0, pos)
         del pos, ent
         flat_out.index_add_(0, flat, m)
         del flat, m
