@@ -174,6 +174,17 @@ def test_cut_column_lists_fall_back_to_full_rows(monkeypatch, col_k, fused):
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
+def test_large_graphs_test_reciprocity_without_a_bitmap(monkeypatch):
+    """Above _BITMAP_BYTES the neighbour graph is searched in sorted codes: same result."""
+    import importlib
+
+    q, g = _clustered(20, 150, 32, seed=21)
+    ref = reference_re_ranking()(*_blocks(q, g), 75, 10, 0.1)
+    monkeypatch.setattr(importlib.import_module("fnc.rerank._sparse"), "_BITMAP_BYTES", 0)
+    out = rerank(q, g, k1=75, k2=10, lambda_value=0.1)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("weights", [None, [1.0, 0.5], [0.2, 2.0]])
 def test_fused_equals_reference_on_summed_matrices(weights):
     q1, g1 = _clustered(10, 80, 16, seed=4)

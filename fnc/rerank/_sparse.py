@@ -21,6 +21,8 @@ from torch import Tensor
 _BUDGET = 1 << 23
 # The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
 _DENSE_JOIN = 16
+# Largest neighbour-graph bitmap (n^2 / 8 bytes) used for reciprocity tests.
+_BITMAP_BYTES = 1 << 28
 
 
 def _sort_codes(code: Tensor, bound: int) -> tuple[Tensor, Tensor]:
@@ -87,6 +89,17 @@ def _isin_sorted(x: Tensor, ref_sorted: Tensor) -> Tensor:
 def _reciprocal_mask(nbr: Tensor) -> Tensor:
     """``mask[i, t]`` is True when ``i`` is itself among the neighbours of ``nbr[i, t]``."""
     n, k = nbr.shape
+    words = (n + 63) // 64
+    if n * words * 8 <= _BITMAP_BYTES:
+        # The neighbour graph as an n x n bitmap: one gather per lookup instead of a binary
+        # search. A row's neighbours are distinct, so adding their bits into a word ORs them.
+        bits = torch.zeros(n * words, dtype=torch.int64, device=nbr.device)
+        word = torch.arange(n, device=nbr.device).unsqueeze(1) * words + nbr // 64
+        one = torch.ones((), dtype=torch.int64, device=nbr.device)
+        bits.index_add_(0, word.reshape(-1), torch.bitwise_left_shift(one, nbr % 64).reshape(-1))
+        i = torch.arange(n, device=nbr.device).unsqueeze(1)
+        back = bits.index_select(0, (nbr * words + i // 64).reshape(-1)).view(n, k)
+        return torch.bitwise_right_shift(back, i % 64).bitwise_and_(1).bool()
     rows = torch.arange(n, device=nbr.device).unsqueeze(1).expand(n, k)
     forward = _sorted((rows * n + nbr).reshape(-1))
     backward = (nbr * n + rows).reshape(-1)
@@ -98,17 +111,27 @@ def _row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
-def _csr(rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None) -> Tensor:
-    """An ``n x n`` CSR matrix (columns sorted within rows); ones where no values are given."""
-    code, order = _sort_codes(rows * n + cols, n * n)
+def _csr(
+    rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False
+) -> Tensor:
+    """An ``n x n`` CSR matrix (columns sorted within rows); ones where no values are given.
+
+    ``presorted`` says the entries already come sorted by row, then column.
+    """
+    if presorted:
+        code, order = rows * n + cols, None
+    else:
+        code, order = _sort_codes(rows * n + cols, n * n)
     if vals is None:
         vals = torch.ones(code.numel(), dtype=torch.float32, device=rows.device)
+    elif order is not None:
+        vals = vals[order]
     crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.bincount(code // n, minlength=n).cumsum(0)
     with warnings.catch_warnings():
         # sparse CSR is flagged as beta; the products used here are stable since torch 2.0.
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, code % n, vals[order], size=(n, n))
+        return torch.sparse_csr_tensor(crow, code % n, vals, size=(n, n))
 
 
 def _csr_codes(m: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -174,12 +197,18 @@ def _row_ptr(rows: Tensor, n: int) -> Tensor:
 
 
 def _query_expansion(rows: Tensor, cols: Tensor, vals: Tensor, nbr: Tensor, k2: int, n: int):
-    """``V_qe[i] = mean(V[j] for j in the k2 nearest of i)``, sparse, row-sorted output."""
+    """``V_qe[i] = mean(V[j] for j in the k2 nearest of i)``, sparse.
+
+    ``rows, cols`` come sorted by row, then column; the output is grouped by row, its columns
+    in no particular order (nothing downstream needs them sorted).
+    """
     k2e = min(k2, n)
     src = nbr[:, :k2e]
     avg = _csr(torch.arange(n, device=nbr.device).repeat_interleave(k2e), src.reshape(-1), n)
-    code, val = _csr_codes(_spmm(avg, _csr(rows, cols, n, vals)), n)
-    return code // n, code % n, val / k2e
+    m = _spmm(avg, _csr(rows, cols, n, vals, presorted=True))
+    crow = m.crow_indices()
+    out_rows = torch.repeat_interleave(torch.arange(n, device=nbr.device), crow[1:] - crow[:-1])
+    return out_rows, m.col_indices(), m.values() / k2e
 
 
 def k_reciprocal_distance(
