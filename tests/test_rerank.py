@@ -174,6 +174,21 @@ def test_cut_column_lists_fall_back_to_full_rows(monkeypatch, col_k, fused):
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_column_candidates_compacted_when_they_overflow(monkeypatch, fused):
+    """Many small blocks overflow the per-row candidate store, which is then compacted."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("fnc.rerank._neighbours"), "_CAND_SLOTS", 1)
+    q, g = _clustered(20, 150, 32, seed=22)
+    ref = reference_re_ranking()(*_blocks(q, g), 30, 6, 0.3)
+    if fused:
+        ref = reference_re_ranking()(*[2 * b for b in _blocks(q, g)], 30, 6, 0.3)
+        q, g = [q, q], [g, g]
+    out = rerank(q, g, k1=30, k2=6, lambda_value=0.3, chunk_size=7)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
 def test_large_graphs_test_reciprocity_without_a_bitmap(monkeypatch):
     """Above _BITMAP_BYTES the neighbour graph is searched in sorted codes: same result."""
     import importlib

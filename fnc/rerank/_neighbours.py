@@ -28,6 +28,8 @@ _REL_GAP = 2.0**-20
 _PAIR_BUDGET = 1 << 22
 # Candidates kept per row block along columns; see feature_neighbours.
 _COL_K = 24
+# Column candidates held per row before they are compacted, in units of the buffer size.
+_CAND_SLOTS = 4
 # float64 elements per chunk in exact_pairs: stays in cache.
 _EXACT_BUDGET = 1 << 18
 
@@ -259,14 +261,6 @@ class _Features:
         return eps * (norms[rows] + norms.max()) ** 2
 
 
-def _merge(bv: Tensor, bi: Tensor, a: int, b: int, v: Tensor, j: Tensor) -> None:
-    cv = torch.cat([bv[a:b], v], 1)
-    ci = torch.cat([bi[a:b], j], 1)
-    t = torch.topk(cv, bv.shape[1], dim=1, largest=False)
-    bv[a:b] = t.values
-    bi[a:b] = ci.gather(1, t.indices)
-
-
 def _spread(nq: int, n: int, device: torch.device) -> Tensor:
     """A fixed shuffle of the queries and, after them, of the gallery."""
     g = torch.Generator().manual_seed(20200614)
@@ -304,8 +298,12 @@ def feature_neighbours(
     unit_key = f.single and f.w[0] == 1.0
 
     # Everything indexed by row position lives in the shuffled order until the end.
-    bv = torch.full((n, k_buf), math.inf, dtype=f.dtype, device=device)
-    bi = torch.full((n, k_buf), -1, dtype=torch.long, device=device)
+    # Column candidates are appended block after block at a shared offset and merged with a
+    # row's own top-k once, when its block comes; they are compacted only if they overflow.
+    width = max(_CAND_SLOTS * k_buf, k_buf + min(_COL_K, k_buf))
+    cand_v = torch.empty((n, width), dtype=f.dtype, device=device)
+    cand_i = torch.empty((n, width), dtype=torch.long, device=device)
+    off = 0
     lb = torch.full((n,), math.inf, dtype=f.dtype, device=device)
     mv = torch.full((n,), -math.inf, dtype=f.dtype, device=device)
     nbr = torch.empty(n, k_keep, dtype=torch.long, device=device)
@@ -317,7 +315,16 @@ def feature_neighbours(
         r1 = min(r0 + chunk_size, n)
         s = f.block(r0, r1, r0)
         t = torch.topk(s, min(k_buf, n - r0), dim=1, largest=False)
-        _merge(bv, bi, r0, r1, t.values, t.indices + r0)
+        cv = torch.cat([t.values, cand_v[r0:r1, :off]], 1)
+        ci = torch.cat([t.indices + r0, cand_i[r0:r1, :off]], 1)
+        if cv.shape[1] < k_buf:
+            # Fewer candidates than slots (cut column lists on a tiny problem): pad, and the
+            # bound below sends the row to the full-row path.
+            pad = k_buf - cv.shape[1]
+            cv = torch.cat([cv, cv.new_full((r1 - r0, pad), math.inf)], 1)
+            ci = torch.cat([ci, ci.new_full((r1 - r0, pad), -1)], 1)
+        top = torch.topk(cv, k_buf, dim=1, largest=False)
+        cv, ci = top.values, ci.gather(1, top.indices)
         torch.maximum(mv[r0:r1], s.amax(dim=1), out=mv[r0:r1])
         if r1 < n:
             rest = s[:, r1 - r0 :]
@@ -325,7 +332,14 @@ def feature_neighbours(
             t = torch.topk(rest, kc, dim=0, largest=False)
             if kc < r1 - r0:
                 torch.minimum(lb[r1:], t.values[-1], out=lb[r1:])
-            _merge(bv, bi, r1, n, t.values.T, t.indices.T + r0)
+            if off + kc > width:
+                top = torch.topk(cand_v[r1:, :off], k_buf, dim=1, largest=False)
+                cand_i[r1:, :k_buf] = cand_i[r1:, :off].gather(1, top.indices)
+                cand_v[r1:, :k_buf] = top.values
+                off = k_buf
+            cand_v[r1:, off : off + kc] = t.values.T
+            cand_i[r1:, off : off + kc] = t.indices.T + r0
+            off += kc
             torch.maximum(mv[r1:], rest.amax(dim=0), out=mv[r1:])
         rows = torch.arange(r0, r1, device=device)
         # The maximum only scales its row: its float32 block error (~1e-7 relative) moves the
@@ -347,7 +361,6 @@ def feature_neighbours(
                 1, inv_g
             )
         del s
-        cv, ci = bv[r0:r1], bi[r0:r1]
         # A lower bound on every value left out of the buffer.
         outside = lb[r0:r1] if k_buf == n else torch.minimum(cv[:, -1], lb[r0:r1])
 

@@ -231,20 +231,20 @@ def k_reciprocal_distance(
     dist = _lookup_values(nb, rows, cols)
     weight = torch.exp(-dist)
     total = torch.zeros(n, dtype=torch.float32, device=device).index_add_(0, rows, weight)
-    vals = weight / total[rows]
+    vals = weight / total.index_select(0, rows)
     if k2 != 1:
         rows, cols, vals = _query_expansion(rows, cols, vals, nb.nbr, k2, n)
 
+    # Entries come grouped by row, queries first: the two parts are slices.
+    split = int(torch.searchsorted(rows, torch.tensor([num_query], device=device)).item())
     # Inverted index over gallery rows only: query columns of the Jaccard matrix are discarded.
-    gal = rows >= num_query
-    g_rows, g_cols, g_vals = rows[gal], cols[gal], vals[gal]
+    g_rows, g_cols, g_vals = rows[split:], cols[split:], vals[split:]
     order = _sort_codes(g_cols * n + g_rows, n * n)[1]
-    g_rows, g_cols, g_vals = g_rows[order], g_cols[order], g_vals[order]
+    g_rows, g_cols, g_vals = (t.index_select(0, order) for t in (g_rows, g_cols, g_vals))
     col_ptr = _row_ptr(g_cols, n)
     col_len = col_ptr[1:] - col_ptr[:-1]
 
-    qmask = rows < num_query
-    q_rows, q_cols, q_vals = rows[qmask], cols[qmask], vals[qmask]
+    q_rows, q_cols, q_vals = rows[:split], cols[:split], vals[:split]
     row_ptr = _row_ptr(q_rows, num_query)
     work = torch.zeros(num_query, dtype=torch.long, device=device).index_add_(
         0, q_rows, col_len[q_cols]
