@@ -140,7 +140,9 @@ def matrix_neighbours(
 class _Features:
     """The fused distance ``D = sum_m w_m * ||x_m[i] - x_m[j]||`` over stacked query+gallery."""
 
-    def __init__(self, xs: list[Tensor], weights: list[float]) -> None:
+    def __init__(
+        self, xs: list[Tensor], weights: list[float], sq: list[Tensor] | None = None
+    ) -> None:
         self.xs = xs
         self.w = weights
         self.single = len(xs) == 1
@@ -148,7 +150,7 @@ class _Features:
         # Several: sums of square roots amplify float32 error near zero, so work in float64.
         self.dtype = torch.float32 if self.single else torch.float64
         self.xc = [x.to(self.dtype) for x in xs]
-        self.sq = [(x * x).sum(1) for x in self.xc]
+        self.sq = sq if sq is not None else [(x * x).sum(1) for x in self.xc]
         self._buf: Tensor | None = None
 
     def block(self, r0: int, r1: int, c0: int) -> Tensor:
@@ -291,7 +293,7 @@ def feature_neighbours(
     inv = torch.empty_like(perm)
     inv[perm] = torch.arange(n, device=device)
     inv_g = inv[nq:] - nq
-    f = _Features([x[perm] for x in xs], weights)
+    f = _Features([x.index_select(0, perm) for x in xs], weights)
     k_keep = min(k1 + 1, n)
     k_buf = min(k_keep + _MARGIN, n)
     cuts = _cuts(k1, k2, n)
@@ -401,7 +403,7 @@ def feature_neighbours(
     qg_in = torch.empty_like(qg)
     qg_in[perm[:nq]] = qg
     del nbr, nval, qg
-    g = _Features(xs, weights)
+    g = _Features(xs, weights, sq=[q.index_select(0, inv) for q in f.sq])
 
     def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
         return g.key(g.pair_block_values(rows, cols).to(torch.float64)) / out_max[rows]

@@ -148,20 +148,22 @@ def _spmm(a: Tensor, b: Tensor) -> Tensor:
         return a @ b
 
 
-def _expansion(nb: Neighbours, k1: int) -> tuple[Tensor, Tensor]:
-    """Rows and columns (sorted by row, then column) of the support of ``V``."""
-    nbr = nb.nbr
+def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows and columns (sorted by row, then column) of the support of ``V``.
+
+    ``nbr`` holds each row's ``k1 + 1`` nearest and ``half`` its ``round(k1 / 2) + 1``
+    nearest, both sorted by index within rows, so that every list derived from them comes
+    out sorted without a sort.
+    """
     n = nbr.shape[0]
-    # np.around(k1 / 2.) in the reference rounds half to even, as Python's round does.
-    h1 = min(int(round(k1 / 2.0)) + 1, n)
     recip = _reciprocal_mask(nbr)
-    k_rows, k_t = recip.nonzero(as_tuple=True)
-    k_cols = nbr[k_rows, k_t]
-    half_mask = _reciprocal_mask(nbr[:, :h1])
-    h_rows, h_t = half_mask.nonzero(as_tuple=True)
-    h_cols = nbr[h_rows, h_t]
+    k_rows = recip.nonzero(as_tuple=True)[0]
+    k_cols = nbr[recip]
+    half_mask = _reciprocal_mask(half)
+    h_rows = half_mask.nonzero(as_tuple=True)[0]
+    h_cols = half[half_mask]
     half_size = half_mask.sum(1).to(torch.float64)
-    kr = _csr(k_rows, k_cols, n)
+    kr = _csr(k_rows, k_cols, n, presorted=True)
     # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
     shared_code, shared = _csr_codes(_spmm(kr, _csr(h_cols, h_rows, n)), n)
     k_code = k_rows * n + k_cols
@@ -169,16 +171,20 @@ def _expansion(nb: Neighbours, k1: int) -> tuple[Tensor, Tensor]:
     count = torch.where(shared_code[pos] == k_code, shared[pos], torch.zeros_like(shared[pos]))
     # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
     take = count.to(torch.float64) > (2.0 / 3.0) * half_size[k_cols]
-    added, _ = _csr_codes(_spmm(_csr(k_rows[take], k_cols[take], n), _csr(h_rows, h_cols, n)), n)
+    added, _ = _csr_codes(
+        _spmm(_csr(k_rows[take], k_cols[take], n, presorted=True),
+              _csr(h_rows, h_cols, n, presorted=True)),
+        n,
+    )
     codes = _unique(torch.cat([k_code, added]))
     return codes // n, codes % n
 
 
-def _lookup_values(nb: Neighbours, rows: Tensor, cols: Tensor) -> Tensor:
-    n, kk = nb.nbr.shape
-    code = (torch.arange(n, device=rows.device).unsqueeze(1) * n + nb.nbr).reshape(-1)
-    code, order = _sort_codes(code, n * n)
-    val = nb.nval.reshape(-1)[order]
+def _lookup_values(nbr: Tensor, nval: Tensor, nb: Neighbours, rows: Tensor, cols: Tensor) -> Tensor:
+    """``B[rows, cols]``: from the neighbour lists (``nbr`` sorted within rows), else computed."""
+    n = nbr.shape[0]
+    code = (torch.arange(n, device=rows.device).unsqueeze(1) * n + nbr).reshape(-1)
+    val = nval.reshape(-1)
     q = rows * n + cols
     pos = torch.searchsorted(code, q).clamp_(max=code.numel() - 1)
     found = code[pos] == q
@@ -227,8 +233,13 @@ def k_reciprocal_distance(
     n = nb.nbr.shape[0]
     ng = n - num_query
     device = nb.nbr.device
-    rows, cols = _expansion(nb, k1)
-    dist = _lookup_values(nb, rows, cols)
+    # np.around(k1 / 2.) in the reference rounds half to even, as Python's round does.
+    h1 = min(int(round(k1 / 2.0)) + 1, n)
+    # Each cut is a set: sorted by index, the lists below need no further sorting.
+    nbr, order = nb.nbr.sort(dim=1)
+    rows, cols = _expansion(nbr, nb.nbr[:, :h1].sort(dim=1).values)
+    dist = _lookup_values(nbr, nb.nval.gather(1, order), nb, rows, cols)
+    del nbr, order
     weight = torch.exp(-dist)
     total = torch.zeros(n, dtype=torch.float32, device=device).index_add_(0, rows, weight)
     vals = weight / total.index_select(0, rows)
