@@ -26,8 +26,8 @@ _U32 = 2.0**-24
 # Two exact values closer than this relative gap may round to the same float32 B value.
 _REL_GAP = 2.0**-20
 _PAIR_BUDGET = 1 << 22
-# Candidates kept per row block along columns; see feature_neighbours.
-_COL_K = 24
+# Slack added to the per-block column list length; see _column_k.
+_COL_K_EXTRA = 4
 # Column candidates held per row before they are compacted, in units of the buffer size.
 _CAND_SLOTS = 4
 # float64 elements per chunk in exact_pairs: stays in cache.
@@ -263,6 +263,20 @@ class _Features:
         return eps * (norms[rows] + norms.max()) ** 2
 
 
+def _column_k(k_keep: int, k_buf: int, rows: int, n: int) -> int:
+    """Candidates kept per column from a block of ``rows`` of the ``n`` shuffled rows.
+
+    In the shuffled order the number of a row's ``k_keep`` nearest that fall in the block is
+    binomial with ``p = rows / n``; keeping its mean plus six standard deviations plus
+    ``_COL_K_EXTRA`` makes a cut list that loses one of them (and sends the row to the
+    full-row path) a one-in-billions event, while keeping a few dozen of thousands.
+    """
+    p = rows / n
+    mean = k_keep * p
+    k = math.ceil(mean + 6.0 * math.sqrt(mean * (1.0 - p))) + _COL_K_EXTRA
+    return max(1, min(k, k_buf, rows))
+
+
 def _spread(nq: int, n: int, device: torch.device) -> Tensor:
     """A fixed shuffle of the queries and, after them, of the gallery."""
     g = torch.Generator().manual_seed(20200614)
@@ -279,9 +293,9 @@ def feature_neighbours(
     top-k and maximum along rows, later rows get them along columns (the matrix is symmetric), so
     every pair is computed once. Rows are complete, and finalised, as soon as their block is done.
 
-    Along columns only the ``_COL_K`` nearest of each block are kept, with the value they stop at
-    as a bound on what was left out; a row whose bound reaches its ``k1 + 1``-th neighbour is
-    recomputed in full. Rows are processed in a fixed shuffled order so that a row's neighbours
+    Along columns only the few nearest of each block are kept (:func:`_column_k`), with the
+    value they stop at as a bound on what was left out; a row whose bound reaches its
+    ``k1 + 1``-th neighbour is recomputed in full. Rows are processed in a fixed shuffled order so that a row's neighbours
     are spread evenly over the blocks whatever the input order (galleries often come sorted by
     identity or track), which makes such rows rare. Results are reported in the input order, and
     exact ties are broken by input index.
@@ -302,7 +316,7 @@ def feature_neighbours(
     # Everything indexed by row position lives in the shuffled order until the end.
     # Column candidates are appended block after block at a shared offset and merged with a
     # row's own top-k once, when its block comes; they are compacted only if they overflow.
-    width = max(_CAND_SLOTS * k_buf, k_buf + min(_COL_K, k_buf))
+    width = max(_CAND_SLOTS * k_buf, 2 * k_buf)
     cand_v = torch.empty((n, width), dtype=f.dtype, device=device)
     cand_i = torch.empty((n, width), dtype=torch.long, device=device)
     off = 0
@@ -330,7 +344,7 @@ def feature_neighbours(
         torch.maximum(mv[r0:r1], s.amax(dim=1), out=mv[r0:r1])
         if r1 < n:
             rest = s[:, r1 - r0 :]
-            kc = min(k_buf, _COL_K, r1 - r0)
+            kc = _column_k(k_keep, k_buf, r1 - r0, n)
             t = torch.topk(rest, kc, dim=0, largest=False)
             if kc < r1 - r0:
                 torch.minimum(lb[r1:], t.values[-1], out=lb[r1:])
