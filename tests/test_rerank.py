@@ -326,3 +326,17 @@ def test_sparse_and_dense_jaccard_joins_match_reference(monkeypatch, nq, ng, d, 
     np.testing.assert_allclose(re_ranking(qg, qq, gg, k1, k2, lam), ref, atol=ATOL, rtol=0)
     np.testing.assert_allclose(rerank(q, g, k1=k1, k2=k2, lambda_value=lam), ref, atol=ATOL,
                                rtol=0)
+
+
+@pytest.mark.parametrize("budget", [1, 50, 997])
+def test_sparse_join_in_many_small_chunks(monkeypatch, budget):
+    """The pair join split into chunks of a few pairs (and single query rows) is unchanged."""
+    import importlib
+
+    sparse = importlib.import_module("fnc.rerank._sparse")
+    monkeypatch.setattr(sparse, "_DENSE_JOIN", 0)
+    monkeypatch.setattr(sparse, "_BUDGET", budget)
+    q, g = _clustered(12, 90, 8, seed=31)
+    ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
+    np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3), ref, atol=ATOL,
+                               rtol=0)
