@@ -176,14 +176,16 @@ def test_bad_arrays():
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("protocol", ["veri", "aic"])
-def test_gathered_and_dense_positions_agree(monkeypatch, ties, protocol):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gathered_and_dense_positions_agree(monkeypatch, ties, protocol, dtype):
+    """Dense: float32 sorts every row by packed integer keys, float64 searches thresholds."""
     import fnc.evaluation.rank as rank
 
     rng = np.random.default_rng(11)
     pid = rng.integers(0, 15, 300)
     cam = rng.integers(0, 4, 300)
     x = rng.normal(size=(15, 16))[pid] + 0.9 * rng.normal(size=(300, 16))
-    d = np.linalg.norm(x[:40, None] - x[None, 40:], axis=2).astype(np.float32)
+    d = np.linalg.norm(x[:40, None] - x[None, 40:], axis=2).astype(dtype)
     if ties:
         d = np.round(d * 4) / 4
     out = []
@@ -195,3 +197,34 @@ def test_gathered_and_dense_positions_agree(monkeypatch, ties, protocol):
     a, b = out
     assert a.mAP == b.mAP and a.mINP == b.mINP and a.num_valid == b.num_valid
     np.testing.assert_array_equal(a.cmc, b.cmc)
+
+
+@pytest.mark.parametrize("protocol", ["veri", "aic"])
+@pytest.mark.parametrize("low", [-3, 0])
+def test_row_sort_orders_negative_and_signed_zero_distances(monkeypatch, protocol, low):
+    """Packed keys order negatives, -0.0 == +0.0 ties and positives as float comparison does."""
+    import fnc.evaluation.rank as rank
+
+    rng = np.random.default_rng(12)
+    d = rng.integers(low, 4, size=(20, 120)).astype(np.float32) * np.float32(0.5)
+    zeros = d == 0
+    d[zeros] = np.where(rng.random(int(zeros.sum())) < 0.5, np.float32(-0.0), np.float32(0.0))
+    assert np.signbit(d[zeros]).any() and (~np.signbit(d[zeros])).any()
+    qp, gp = rng.integers(0, 6, 20), rng.integers(0, 6, 120)
+    qc, gc = rng.integers(0, 3, 20), rng.integers(0, 3, 120)
+    out = []
+    for ratio in (0, 10**9):  # the row sort, the gathered search
+        monkeypatch.setattr(rank, "_DENSE_RATIO", ratio)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out.append(evaluate(d, qp, gp, qc, gc, protocol=protocol))
+    a, b = out
+    assert a.mAP == b.mAP and a.mINP == b.mINP
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    if protocol == "veri":
+        keys = np.argsort(np.argsort(d, axis=1, kind="stable"), axis=1).astype(np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cmc, mAP = reference_evaluate_rank()(keys, qp, gp, qc, gc, 50, False, False)
+        assert abs(a.mAP - mAP) < 1e-6
+        np.testing.assert_allclose(a.cmc, cmc, atol=1e-6, rtol=0)

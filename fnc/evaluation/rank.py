@@ -8,6 +8,7 @@ Vectorised in torch: no per-query Python loop and no full sort of the distance m
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Union
 
@@ -84,9 +85,13 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
     # above: how many match distances are <= an entry's distance; entry g precedes the j-th
     # match (1-based) exactly when above < j, barring ties. An entry equal to a match distance
     # sits on the threshold just below its bucket (on_thr).
+    if m * width > _DENSE_RATIO * nq * ng and dist.dtype == torch.float32 and ng < 2**31:
+        # Most entries precede some last match (a weak model): sorting every row outright is
+        # cheaper than placing each entry among the thresholds.
+        return _positions_by_sort(dist, rel, kept, count, width)
     if m * width > _DENSE_RATIO * nq * ng:
-        # Most entries precede some last match (a weak model): search the whole matrix at once
-        # rather than gather each entry's thresholds.
+        # As above for other dtypes: search the whole matrix at once rather than gather each
+        # entry's thresholds.
         dist = dist.contiguous()
         above = torch.searchsorted(thr, dist, right=True)
         above.masked_fill_(~cand, width)
@@ -123,6 +128,61 @@ def _positions(dist: Tensor, rel: Tensor, kept: Tensor) -> tuple[Tensor, Tensor]
         keep_order = order[kept[i, order]]
         hits = rel[i, keep_order].nonzero().squeeze(1) + 1
         pos[i, : hits.numel()] = hits
+    return pos, count
+
+
+def _sort_keys(dist: Tensor, bits: int, cols: Tensor) -> Tensor:
+    """int64 keys ordered like ``(dist, col)``: the distance's bits above the column index."""
+    lo = float(dist.min()) if dist.numel() else 0.0
+    if lo < 0:
+        # IEEE floats order like sign-magnitude integers: flip the magnitude of negatives
+        # (+ 0.0 first turns -0.0 into +0.0, which must tie with it).
+        b = (dist + 0.0).view(torch.int32)
+        key = (b ^ ((b >> 31) & 0x7FFFFFFF)).to(torch.int64)
+    else:
+        key = dist.view(torch.int32).to(torch.int64)
+        if lo == 0:
+            key.clamp_(min=0)  # -0.0 (the only negative bit pattern here) ties with +0.0
+    key.bitwise_left_shift_(bits)
+    return key.bitwise_or_(cols)
+
+
+def _positions_by_sort(
+    dist: Tensor, rel: Tensor, kept: Tensor, count: Tensor, width: int
+) -> tuple[Tensor, Tensor]:
+    """:func:`_positions` for float32 distances by a full sort of every row.
+
+    Each distance's bits, mapped to integers in the same order, are packed above its gallery
+    index, so one integer sort orders a row by (distance, index), ties included; a match's
+    rank is then where its own key falls in its sorted row, less the removed entries before
+    it. numpy's integer sort is SIMD and releases the GIL: row chunks are sorted in threads.
+    """
+    nq, ng = dist.shape
+    bits = max(1, (ng - 1).bit_length())
+    key = _sort_keys(dist.contiguous(), bits, torch.arange(ng))
+    arr = key.numpy()
+    workers = max(1, min(torch.get_num_threads(), nq))
+    step = -(-nq // workers)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda a: arr[a : a + step].sort(axis=1), range(0, nq, step)))
+
+    def ranks(mask: Tensor) -> Tensor:
+        # 0-based sorted positions of the entries in mask, ascending in an (nq, max per row)
+        # grid; padding keys are the largest int64, so padding positions are ng.
+        r, c = mask.nonzero(as_tuple=True)
+        n = torch.bincount(r, minlength=nq)
+        w = max(int(n.max()) if r.numel() else 0, 1)
+        slot = torch.arange(r.numel()) - (n.cumsum(0) - n)[r]
+        q = torch.full((nq, w), torch.iinfo(torch.long).max, dtype=torch.long)
+        q[r, slot] = _sort_keys(dist[r, c], bits, c)
+        return torch.searchsorted(key, q.sort(dim=1).values)
+
+    pos = ranks(rel)
+    if not bool(kept.all()):
+        # Rank among kept entries: less the removed ones sorted before.
+        pos -= torch.searchsorted(ranks(~kept), pos)
+    pos += 1
+    pos.masked_fill_(torch.arange(width) >= count.unsqueeze(1), torch.iinfo(torch.long).max)
     return pos, count
 
 
