@@ -174,12 +174,13 @@ def rerank(
     gallery-gallery blocks computed in float64, up to float32 rounding of the values.
 
     No ``N x N`` matrix is built: distances come in row blocks of ``chunk_size`` rows (each pair
-    once, the matrix being symmetric), keeping per row only the ``k1 + 17`` nearest and the
-    maximum; the k-reciprocal sets and the Jaccard distance are sparse. With one model the blocks
-    are float32 and the neighbours closer to a cut than the float32 error band are recomputed
-    in float64, so the neighbour sets are those of the float64 distances; with several models the
-    blocks are float64. Exact ties are broken by index, see :func:`re_ranking`. Tensors on a GPU
-    are processed there.
+    once, the matrix being symmetric, over rows in a fixed shuffled order), keeping per row only
+    a few candidates per block, its ``k1 + 17`` nearest and its maximum; a row whose short lists
+    could have dropped a neighbour is recomputed in full. The k-reciprocal sets and the Jaccard
+    distance are sparse. With one model the blocks are float32 and the neighbours closer to a
+    cut than the float32 error band are recomputed in float64, so the neighbour sets are those
+    of the float64 distances; with several models the blocks are float64. Exact ties are broken
+    by index, see :func:`re_ranking`. Tensors on a GPU are processed there.
 
     Args:
         query: query features, or a list of them (one per model).
