@@ -150,6 +150,10 @@ class _Features:
         # Several: sums of square roots amplify float32 error near zero, so work in float64.
         self.dtype = torch.float32 if self.single else torch.float64
         self.xc = [x.to(self.dtype) for x in xs]
+        if not self.single:
+            # Widening is exact: the float64 copies also serve the exact computations, and the
+            # originals need not be kept beside them.
+            self.xs = self.xc
         self.sq = sq if sq is not None else [(x * x).sum(1) for x in self.xc]
         self._buf: Tensor | None = None
 
@@ -289,6 +293,8 @@ def feature_neighbours(
 ) -> Neighbours:
     """Neighbour lists from stacked query+gallery features, one ``(N, d_m)`` tensor per model.
 
+    ``xs`` is emptied (its tensors are replaced by shuffled copies).
+
     Row blocks ``r0:r1`` are compared with columns ``r0:`` only: the block's rows get their
     top-k and maximum along rows, later rows get them along columns (the matrix is symmetric), so
     every pair is computed once. Rows are complete, and finalised, as soon as their block is done.
@@ -308,6 +314,8 @@ def feature_neighbours(
     inv[perm] = torch.arange(n, device=device)
     inv_g = inv[nq:] - nq
     f = _Features([x.index_select(0, perm) for x in xs], weights)
+    # The caller's stacked copies are not needed any more: drop them now, not after the call.
+    xs.clear()
     k_keep = min(k1 + 1, n)
     k_buf = min(k_keep + _MARGIN, n)
     cuts = _cuts(k1, k2, n)
@@ -417,9 +425,16 @@ def feature_neighbours(
     qg_in = torch.empty_like(qg)
     qg_in[perm[:nq]] = qg
     del nbr, nval, qg
-    g = _Features(xs, weights, sq=[q.index_select(0, inv) for q in f.sq])
+    # Only the block-precision features are needed from here on (the shuffled copies: a second
+    # set in input order would double the float64 memory of a fused ensemble).
+    f.xs = f.xc
 
     def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
-        return g.key(g.pair_block_values(rows, cols).to(torch.float64)) / out_max[rows]
+        # Pairs in input order, mapped to the shuffled one and sorted there by (row, column).
+        n_ = inv.numel()
+        code, order = (inv[rows] * n_ + inv[cols]).sort()
+        v = torch.empty(rows.numel(), dtype=torch.float64, device=rows.device)
+        v[order] = f.pair_block_values(code // n_, code % n_).to(torch.float64)
+        return f.key(v) / out_max[rows]
 
     return Neighbours(nbr=out_nbr, nval=out_nval, qg=qg_in, pair_values=pair_values)
