@@ -8,6 +8,7 @@ its own from the features. k1=75, k2=10, lambda=0.1 (the FNC paper's test settin
 
     python benchmarks/bench_rerank.py                 # all sizes (about 15 minutes on 2 cores)
     python benchmarks/bench_rerank.py --sizes 100x1000 1052x6000
+    python benchmarks/bench_rerank.py --sizes 1052x18290 --models 2 --no-stable   # FNC+BFE fusion
 
 Needs the ``bench`` extra (torchreid==0.2.5); its package is never imported, only the module file.
 """
@@ -64,10 +65,10 @@ def _peer_re_ranking(stable: bool):
     return module.re_ranking
 
 
-def worker(side: str, nq: int, ng: int, out_path: str) -> None:
+def worker(side: str, nq: int, ng: int, models: int, out_path: str) -> None:
     import torch
 
-    q, g = features(nq, ng)
+    feats = [features(nq, ng, seed=m) for m in range(models)]
     if side == "ours":
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
         from fnc.rerank import rerank
@@ -76,25 +77,35 @@ def worker(side: str, nq: int, ng: int, out_path: str) -> None:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if side == "ours":
-        out = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM)
+        if models == 1:
+            out = rerank(*feats[0], k1=K1, k2=K2, lambda_value=LAM)
+        else:
+            out = rerank([q for q, _ in feats], [g for _, g in feats], k1=K1, k2=K2,
+                         lambda_value=LAM)
     else:
         def dist(a, b):
             a, b = torch.from_numpy(a).double(), torch.from_numpy(b).double()
             s = (a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * a @ b.T
             return s.clamp_(min=0).sqrt_().numpy()
 
-        out = re_ranking(dist(q, g), dist(q, q), dist(g, g), K1, K2, LAM)
+        # Several models: the fused distance is the sum of their distance matrices.
+        blocks = None
+        for q, g in feats:
+            new = [dist(q, g), dist(q, q), dist(g, g)]
+            blocks = new if blocks is None else [a.__iadd__(b) for a, b in zip(blocks, new)]
+            del new
+        out = re_ranking(*blocks, K1, K2, LAM)
     seconds = time.perf_counter() - t0
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
     np.save(out_path, out)
     print(json.dumps({"seconds": seconds, "peak_mib": peak}))
 
 
-def run(side: str, size: str, tmp: str) -> dict:
+def run(side: str, size: str, tmp: str, models: int = 1) -> dict:
     nq, ng = map(int, size.split("x"))
     out_path = os.path.join(tmp, f"{side}_{size}.npy")
     res = subprocess.run(
-        [sys.executable, __file__, "--worker", side, str(nq), str(ng), out_path],
+        [sys.executable, __file__, "--worker", side, str(nq), str(ng), str(models), out_path],
         capture_output=True, text=True, check=True,
     )
     info = json.loads(res.stdout.strip().splitlines()[-1])
@@ -106,29 +117,31 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=SIZES)
     p.add_argument("--no-stable", action="store_true", help="skip the stable-argsort reference")
-    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--models", type=int, default=1,
+                   help="fuse this many models' distances (the FNC+BFE ensemble is 2)")
+    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
-        side, nq, ng, out = a.worker
-        return worker(side, int(nq), int(ng), out)
+        side, nq, ng, models, out = a.worker
+        return worker(side, int(nq), int(ng), int(models), out)
 
     import torch
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, k1={K1} k2={K2} lambda={LAM}, "
-          f"d={DIM}; peak = ru_maxrss growth in a fresh process")
+          f"d={DIM}, models fused={a.models}; peak = ru_maxrss growth in a fresh process")
     head = (f"| {'query x gallery':>16} | {'reference s':>11} | {'ours s':>8} | {'speed-up':>8} | "
             f"{'ref peak MiB':>12} | {'our peak MiB':>12} | {'max abs diff':>12} | "
             f"{'max abs diff vs stable ref':>26} |")
     rows = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     with tempfile.TemporaryDirectory() as tmp:
         for size in a.sizes:
-            ours = run("ours", size, tmp)
+            ours = run("ours", size, tmp, a.models)
             out = np.load(ours["out"])
             if size in OURS_ONLY:
                 ref = stable = None
             else:
-                ref = run("reference", size, tmp)
-                stable = None if a.no_stable else run("reference-stable", size, tmp)
+                ref = run("reference", size, tmp, a.models)
+                stable = None if a.no_stable else run("reference-stable", size, tmp, a.models)
             cells = [f"{size:>16}"]
             if ref:
                 diff = float(np.abs(out - np.load(ref["out"])).max())
