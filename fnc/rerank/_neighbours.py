@@ -301,10 +301,10 @@ def feature_neighbours(
 
     Along columns only the few nearest of each block are kept (:func:`_column_k`), with the
     value they stop at as a bound on what was left out; a row whose bound reaches its
-    ``k1 + 1``-th neighbour is recomputed in full. Rows are processed in a fixed shuffled order so that a row's neighbours
-    are spread evenly over the blocks whatever the input order (galleries often come sorted by
-    identity or track), which makes such rows rare. Results are reported in the input order, and
-    exact ties are broken by input index.
+    ``k1 + 1``-th neighbour is recomputed in full. Rows are processed in a fixed shuffled order,
+    so that a row's neighbours are spread evenly over the blocks whatever the input order
+    (galleries often come sorted by identity or track), which makes such rows rare. Results are
+    reported in the input order, and exact ties are broken by input index.
     """
     n = xs[0].shape[0]
     ng = n - nq
