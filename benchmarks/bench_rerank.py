@@ -6,7 +6,7 @@ L2-normalised, 1536-d, float32), so that peak memory is its own: ``ru_maxrss`` a
 gets float64 Euclidean distance matrices computed with torch (as a user would), ours computes
 its own from the features. k1=75, k2=10, lambda=0.1 (the FNC paper's test setting).
 
-    python benchmarks/bench_rerank.py                 # all sizes (about 15 minutes on 2 cores)
+    python benchmarks/bench_rerank.py                 # all sizes (about 10 minutes on 2 quiet cores)
     python benchmarks/bench_rerank.py --sizes 100x1000 1052x6000
     python benchmarks/bench_rerank.py --sizes 1052x18290 --models 2 --no-stable   # FNC+BFE fusion
 
