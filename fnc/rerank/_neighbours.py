@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -140,9 +140,7 @@ def matrix_neighbours(
 class _Features:
     """The fused distance ``D = sum_m w_m * ||x_m[i] - x_m[j]||`` over stacked query+gallery."""
 
-    def __init__(
-        self, xs: list[Tensor], weights: list[float], sq: list[Tensor] | None = None
-    ) -> None:
+    def __init__(self, xs: list[Tensor], weights: list[float]) -> None:
         self.xs = xs
         self.w = weights
         self.single = len(xs) == 1
@@ -154,29 +152,41 @@ class _Features:
             # Widening is exact: the float64 copies also serve the exact computations, and the
             # originals need not be kept beside them.
             self.xs = self.xc
-        self.sq = sq if sq is not None else [(x * x).sum(1) for x in self.xc]
+        self.sq = [(x * x).sum(1) for x in self.xc]
         self._buf: Tensor | None = None
+
+    def _fuse(self, squared: Iterator[Tensor]) -> Tensor:
+        """Ranking values from per-model squared distances (consumed one model at a time).
+
+        One model: the squared distance itself. Several: ``sum_m w_m * sqrt(s_m)``, in place.
+        """
+        if self.single:
+            return next(squared)
+        out = None
+        for s, w in zip(squared, self.w):
+            s = s.sqrt_().mul_(w)
+            out = s if out is None else out.add_(s)
+        return out
 
     def block(self, r0: int, r1: int, c0: int) -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``."""
-        out = None
-        for x, sq, w in zip(self.xc, self.sq, self.w):
-            shape = (r1 - r0, x.shape[0] - c0)
-            if self.single:
-                # One buffer for every block: a fresh 100+ MiB tensor per block is a fresh
-                # mapping from the OS, page-faulted and zeroed each time.
-                if self._buf is None or self._buf.numel() < shape[0] * shape[1]:
-                    self._buf = torch.empty(shape[0] * shape[1], dtype=x.dtype, device=x.device)
-                s = self._buf[: shape[0] * shape[1]].view(shape)
-                torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
-            else:
-                s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
-            s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
-            if self.single:
-                return s
-            s.sqrt_().mul_(w)
-            out = s if out is None else out.add_(s)
-        return out
+
+        def squared() -> Iterator[Tensor]:
+            for x, sq in zip(self.xc, self.sq):
+                shape = (r1 - r0, x.shape[0] - c0)
+                if self.single:
+                    # One buffer for every block: a fresh 100+ MiB tensor per block is a fresh
+                    # mapping from the OS, page-faulted and zeroed each time.
+                    if self._buf is None or self._buf.numel() < shape[0] * shape[1]:
+                        self._buf = torch.empty(shape[0] * shape[1], dtype=x.dtype,
+                                                device=x.device)
+                    s = self._buf[: shape[0] * shape[1]].view(shape)
+                    torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
+                else:
+                    s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
+                yield s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
+
+        return self._fuse(squared())
 
     def release(self) -> None:
         self._buf = None
@@ -190,65 +200,57 @@ class _Features:
         """
         cols2 = cols.reshape(rows.numel(), -1)
         m, k = cols2.shape
-        out = None
-        for x, w in zip(self.xs, self.w):
-            s = torch.empty(m, k, dtype=torch.float64, device=x.device)
-            step = max(1, _EXACT_BUDGET // (k * x.shape[1]))
-            for a in range(0, m, step):
-                c = cols2[a : a + step]
-                diff = x.index_select(0, c.reshape(-1)).view(*c.shape, -1).double()
-                diff.sub_(x.index_select(0, rows[a : a + step]).double().unsqueeze(1))
-                s[a : a + step] = diff.square_().sum(2)
-            if self.single:
-                return s.view(cols.shape)
-            s = w * s.sqrt()
-            out = s if out is None else out + s
-        return out.view(cols.shape)
+
+        def squared() -> Iterator[Tensor]:
+            for x in self.xs:
+                s = torch.empty(m, k, dtype=torch.float64, device=x.device)
+                step = max(1, _EXACT_BUDGET // (k * x.shape[1]))
+                for a in range(0, m, step):
+                    c = cols2[a : a + step]
+                    diff = x.index_select(0, c.reshape(-1)).view(*c.shape, -1).double()
+                    diff.sub_(x.index_select(0, rows[a : a + step]).double().unsqueeze(1))
+                    s[a : a + step] = diff.square_().sum(2)
+                yield s
+
+        return self._fuse(squared()).view(cols.shape)
 
     def pair_block_values(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Ranking values at many pairs sorted by (row, col), in the block precision."""
-        return self._sampled(rows, cols, self.xc, self.sq)
-
-    def _sampled(self, rows: Tensor, cols: Tensor, xs: list[Tensor], sqs: list[Tensor]) -> Tensor:
         # A sampled matrix product reads each feature row in place; gathering the rows first
         # costs about five times more memory traffic.
-        n = xs[0].shape[0]
+        n = self.xc[0].shape[0]
         crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
         crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
-        out = None
-        with warnings.catch_warnings():
-            # sparse CSR is flagged as beta; sampled_addmm on it is stable since torch 2.0.
-            warnings.simplefilter("ignore", UserWarning)
-            for x, sq, w in zip(xs, sqs, self.w):
+
+        def squared() -> Iterator[Tensor]:
+            for x, sq in zip(self.xc, self.sq):
                 mask = torch.sparse_csr_tensor(
                     crow, cols, torch.zeros(rows.numel(), dtype=x.dtype, device=x.device),
                     size=(n, n),
                 )
-                dot = torch.sparse.sampled_addmm(mask, x, x.T, beta=0.0).values()
-                s = (sq[rows] + sq[cols] - 2.0 * dot).clamp_(min=0)
-                if self.single:
-                    return s
-                s = w * s.sqrt()
-                out = s if out is None else out + s
-        return out
+                with warnings.catch_warnings():
+                    # sparse CSR is flagged as beta; sampled_addmm on it is stable since 2.0.
+                    warnings.simplefilter("ignore", UserWarning)
+                    dot = torch.sparse.sampled_addmm(mask, x, x.T, beta=0.0).values()
+                yield (sq[rows] + sq[cols] - 2.0 * dot).clamp_(min=0)
+
+        return self._fuse(squared())
 
     def exact_rows(self, rows: Tensor) -> Tensor:
         """float64 ranking values of whole rows, ``(len(rows), N)``."""
-        out = None
-        for x, w in zip(self.xs, self.w):
-            a = x[rows].double()
-            sa = (a * a).sum(1, keepdim=True)
-            parts = []
-            step = max(1, _PAIR_BUDGET // x.shape[1])
-            for c0 in range(0, x.shape[0], step):
-                b = x[c0 : c0 + step].double()
-                parts.append(sa + (b * b).sum(1) - 2.0 * a @ b.T)
-            s = torch.cat(parts, 1).clamp_(min=0)
-            if self.single:
-                return s
-            s = w * s.sqrt()
-            out = s if out is None else out + s
-        return out
+
+        def squared() -> Iterator[Tensor]:
+            for x in self.xs:
+                a = x[rows].double()
+                sa = (a * a).sum(1, keepdim=True)
+                parts = []
+                step = max(1, _PAIR_BUDGET // x.shape[1])
+                for c0 in range(0, x.shape[0], step):
+                    b = x[c0 : c0 + step].double()
+                    parts.append(sa + (b * b).sum(1) - 2.0 * a @ b.T)
+                yield torch.cat(parts, 1).clamp_(min=0)
+
+        return self._fuse(squared())
 
     def key(self, v: Tensor) -> Tensor:
         """float32 squared fused distance from float64 ranking values, as the reference squares."""

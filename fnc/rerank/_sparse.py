@@ -109,11 +109,6 @@ def _reciprocal_mask(nbr: Tensor) -> Tensor:
     return _isin_sorted(backward, forward).view(n, k)
 
 
-def _row_chunks(n: int, per_row: int) -> list[tuple[int, int]]:
-    step = max(1, _BUDGET // max(per_row, 1))
-    return [(a, min(a + step, n)) for a in range(0, n, step)]
-
-
 def _csr(
     rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False
 ) -> Tensor:
