@@ -23,14 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .data import build_transforms, load_image
+from .data.constants import IMAGE_EXTENSIONS
 from .models import PretrainedCfg
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLike", "as_rgb_image", "build_eval_transform", "extract", "list_images"]
 
 logger = logging.getLogger(__name__)
 
-#: File extensions (lower-case) that :func:`list_images` treats as images.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 #: One image: a file path, a PIL image, or an (H, W, 3) / (H, W) uint8 numpy array.
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]

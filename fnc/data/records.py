@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from fnc.data.constants import IMAGE_EXTENSIONS
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ReIDDataset",
@@ -28,7 +30,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _MAX_LISTED = 20  # a missing-file error lists this many paths, then counts the rest
 
 

@@ -9,12 +9,11 @@ from torchvision.transforms import v2
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
 
 def build_transforms(
-    input_size: tuple[int, int] = (288, 384),
+    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE[1:],
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     train: bool = True,

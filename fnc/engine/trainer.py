@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from fnc.data import ImageDataset, PKSampler, ReIDDataset, build_transforms, read_dataset
 from fnc.engine.checkpoint import (
     MODEL_FILE,
@@ -244,13 +245,13 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._net = DistributedDataParallel(self.model, device_ids=ids)
         pcfg = getattr(model, "pretrained_cfg", None)
-        self.input_size = cfg.input_size or (tuple(pcfg.input_size[1:]) if pcfg else (288, 384))
+        self.input_size = cfg.input_size or (tuple(pcfg.input_size[1:]) if pcfg else DEFAULT_INPUT_SIZE[1:])
         if pcfg is not None and tuple(pcfg.input_size[1:]) != self.input_size:
             # Saved checkpoints then say the size the weights were trained at, and loading them
             # (create_model(checkpoint_path=...), fnc.extract) uses it by default.
             self.model.pretrained_cfg = dataclasses.replace(pcfg, input_size=(3, *self.input_size))
-        mean = pcfg.mean if pcfg else (0.485, 0.456, 0.406)
-        std = pcfg.std if pcfg else (0.229, 0.224, 0.225)
+        mean = pcfg.mean if pcfg else IMAGENET_MEAN
+        std = pcfg.std if pcfg else IMAGENET_STD
 
         # --- data
         transform = build_transforms(self.input_size, mean, std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p)

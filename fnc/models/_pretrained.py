@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PretrainedCfg", "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_INPUT_SIZE"]
+from ..data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# (C, H, W): the paper's "288*384" is H=288, W=384 (SPEC).
-DEFAULT_INPUT_SIZE = (3, 288, 384)
+__all__ = ["PretrainedCfg", "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_INPUT_SIZE"]
 PAPER = "https://arxiv.org/abs/2004.12270"
 
 
