@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
+from fnc.data.registry import register_format
 from fnc.data.records import (
     ReIDDataset,
     Record,
@@ -158,6 +159,7 @@ def _read_eval_labels(root: Path, label_file: Path) -> tuple[list[Record], list[
     return found["query"], found["gallery"]
 
 
+@register_format("cityflow")
 def read_cityflow(
     root: str | Path,
     label_file: str | Path | None = None,
@@ -212,4 +214,4 @@ def read_cityflow(
         train, query, gallery = holdout_identities(train, holdout_ids, seed)
     else:
         logger.info("%s: no label_file or holdout_ids, so no query/gallery for evaluation", root)
-    return make_dataset(train, query, gallery, name=f"cityflow:{root}")
+    return make_dataset(train, query, gallery, name=f"cityflow:{root}", protocol="aic")

@@ -9,6 +9,7 @@ import logging
 import re
 from pathlib import Path
 
+from fnc.data.registry import register_format
 from fnc.data.records import ReIDDataset, Record, make_dataset, require_dir, require_nonempty, scan_folder
 
 __all__ = ["read_market1501"]
@@ -27,6 +28,7 @@ def _drop(records: list[Record], pids: set[int], split: str, folder: Path) -> li
     return kept
 
 
+@register_format("market")
 def read_market1501(root: str | Path) -> ReIDDataset:
     """Read a Market-1501-style dataset folder.
 

@@ -57,6 +57,8 @@ class ReIDDataset:
         name: a short description, e.g. ``"veri:/data/VeRi"``.
         id_names: for a CSV with non-integer ids, integer id -> the CSV's string; else empty.
         camera_names: likewise for cameras.
+        protocol: how the dataset is scored, set by its reader: ``"veri"`` (gallery images with
+            the query's id and camera removed) or ``"aic"`` (CityFlow: nothing removed, mAP@100).
 
     >>> ds = make_dataset([Record("a.jpg", 7, 1), Record("b.jpg", 7, 2)], [], [], name="toy")
     >>> ds.train[0].pid, ds.pid_map, ds.num_train_pids
@@ -70,6 +72,7 @@ class ReIDDataset:
     name: str = ""
     id_names: dict[int, str] = field(default_factory=dict)
     camera_names: dict[int, str] = field(default_factory=dict)
+    protocol: str = "veri"
 
     @property
     def num_train_pids(self) -> int:
@@ -248,6 +251,7 @@ def make_dataset(
     query: Sequence[Record],
     gallery: Sequence[Record],
     name: str = "",
+    protocol: str = "veri",
     **names: dict[int, str],
 ) -> ReIDDataset:
     """Relabel the training split and bundle the three splits into a :class:`ReIDDataset`.
@@ -257,6 +261,7 @@ def make_dataset(
         query: query records (kept as they are).
         gallery: gallery records (kept as they are).
         name: description for logs.
+        protocol: the evaluation protocol of the dataset (see :class:`ReIDDataset`).
         **names: ``id_names`` / ``camera_names`` for datasets with string labels.
 
     Returns:
@@ -266,6 +271,6 @@ def make_dataset(
     [Record(path='a.jpg', pid=0, camid=0)]
     """
     relabelled, pid_map = relabel(train)
-    ds = ReIDDataset(relabelled, list(query), list(gallery), pid_map, name=name, **names)
+    ds = ReIDDataset(relabelled, list(query), list(gallery), pid_map, name=name, protocol=protocol, **names)
     logger.info("%s", ds.summary())
     return ds

@@ -1,31 +1,52 @@
-"""One entry point, ``read_dataset("FORMAT:PATH")``, over every dataset reader (used by the CLI)."""
+"""The dataset-format registry: ``read_dataset("FORMAT:PATH")`` over every reader.
+
+A format is registered where its reader is defined (``@register_format("veri")`` above the
+function), so adding one is one file plus its import in ``fnc/data/__init__.py``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from fnc.data.cityflow import read_cityflow
-from fnc.data.market import read_market1501
 from fnc.data.records import ReIDDataset
-from fnc.data.table import read_csv
-from fnc.data.veri import read_veri776
 
-__all__ = ["FORMATS", "read_dataset"]
+__all__ = ["FORMATS", "read_dataset", "register_format"]
 
-FORMATS: dict[str, Callable[..., ReIDDataset]] = {
-    "cityflow": read_cityflow,
-    "veri": read_veri776,
-    "market": read_market1501,
-    "csv": read_csv,
-}
+Reader = Callable[..., ReIDDataset]
+
+#: format name -> reader, filled by :func:`register_format`.
+FORMATS: dict[str, Reader] = {}
+
+
+def register_format(name: str) -> Callable[[Reader], Reader]:
+    """Register a reader ``fn(path, **options) -> ReIDDataset`` under ``name`` for :func:`read_dataset`.
+
+    Args:
+        name: the ``FORMAT`` of ``FORMAT:PATH``, lower-case.
+
+    Returns:
+        A decorator that registers the reader and returns it unchanged.
+
+    >>> @register_format("toy")  # doctest: +SKIP
+    ... def read_toy(root): ...
+    """
+
+    def decorate(fn: Reader) -> Reader:
+        if name in FORMATS and FORMATS[name] is not fn:
+            raise ValueError(f"dataset format {name!r} is registered twice ({FORMATS[name].__module__}, {fn.__module__})")
+        FORMATS[name] = fn
+        return fn
+
+    return decorate
 
 
 def read_dataset(spec: str, **kwargs) -> ReIDDataset:
     """Read a dataset named as ``FORMAT:PATH``.
 
     Args:
-        spec: ``cityflow:ROOT``, ``veri:ROOT``, ``market:ROOT`` or ``csv:FILE.csv``.
+        spec: ``FORMAT:PATH`` with FORMAT one of :data:`FORMATS`, e.g. ``cityflow:ROOT``,
+            ``veri:ROOT``, ``market:ROOT`` or ``csv:FILE.csv``.
         **kwargs: passed to the reader, e.g. ``holdout_ids=50`` for ``cityflow`` and ``csv``.
 
     Returns:

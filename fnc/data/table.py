@@ -6,6 +6,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from fnc.data.registry import register_format
 from fnc.data.records import (
     ReIDDataset,
     Record,
@@ -78,6 +79,7 @@ def _to_ints(values: list[str]) -> tuple[list[int], dict[int, str]]:
         return [number[v] for v in values], dict(enumerate(names))
 
 
+@register_format("csv")
 def read_csv(
     path: str | Path,
     root: str | Path | None = None,

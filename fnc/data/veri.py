@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fnc.data.registry import register_format
 from fnc.data.records import ReIDDataset, make_dataset, require_dir, scan_folder
 
 __all__ = ["read_veri776"]
@@ -13,6 +14,7 @@ __all__ = ["read_veri776"]
 _NAME = re.compile(r"(?P<pid>\d+)_c(?P<camid>\d+)_")
 
 
+@register_format("veri")
 def read_veri776(root: str | Path) -> ReIDDataset:
     """Read VeRi-776 from its released folder layout.
 

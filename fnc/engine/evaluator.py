@@ -18,13 +18,13 @@ __all__ = ["evaluate_model", "infer_protocol", "metrics_dict"]
 
 
 def infer_protocol(data: ReIDDataset) -> str:
-    """``"aic"`` for CityFlow-ReID (nothing removed, mAP@100), else ``"veri"`` (same id + camera removed).
+    """The protocol the dataset's reader set: ``"aic"`` for CityFlow-ReID, ``"veri"`` otherwise.
 
     >>> from fnc.data.records import make_dataset
-    >>> infer_protocol(make_dataset([], [], [], name="cityflow:/data/AIC20"))
+    >>> infer_protocol(make_dataset([], [], [], name="cityflow:/data/AIC20", protocol="aic"))
     'aic'
     """
-    return "aic" if data.name.lower().startswith("cityflow") else "veri"
+    return data.protocol
 
 
 def metrics_dict(result, suffix: str = "") -> dict[str, float]:
