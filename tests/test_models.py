@@ -314,8 +314,9 @@ def test_fnc_not_separate_shares_res4():
         assert model.backbone.layer3[1].conv1.weight.grad.abs().sum() > 0
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    model = fnc.create_model("bfe_resnet50", num_classes=NUM_CLASSES)
+@pytest.mark.parametrize("name", ["bfe_resnet50", "sbs_resnet50_ibn"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    model = fnc.create_model(name, num_classes=NUM_CLASSES)
     x = _images()
 
     def grads():

@@ -158,6 +158,9 @@ def fastreid_to_fnc(state_dict: Mapping[str, torch.Tensor], arch: str) -> Conver
     Returns:
         The mapped tensors, and fast-reid's ``pixel_mean`` / ``pixel_std`` in [0, 1] units if
         present (fast-reid normalises inside the model; fnc-reid models take normalised input).
+        fast-reid trains its SBS classifier as a cosine one (``CircleSoftmax``); its weight maps
+        onto the BNNeck's linear classifier, which then starts from it rather than reproducing
+        fast-reid's logits. The embedding does not depend on the classifier.
 
     Raises:
         CheckpointMismatchError: a key no rule maps (listed), two keys for one tensor, a value
