@@ -91,7 +91,8 @@ def _weight_gets(hub, filename="model.safetensors") -> list:
 
 def test_every_model_has_an_in1k_tag_from_timm():
     tags = fnc.list_models(pretrained=True)
-    assert tags == sorted(f"{m}.in1k" for m in fnc.list_models())
+    # The IBN-a models' weights are not timm's (their tags come with the IBN-Net / fast-reid sources).
+    assert tags == sorted(f"{m}.in1k" for m in fnc.list_models(exclude_filters="*_ibn"))
     repos = {"resnet50": "timm/resnet50.tv_in1k", "resnet101": "timm/resnet101.tv_in1k",
              "se_resnext101": "timm/seresnext101_32x4d.gluon_in1k"}
     for tag in tags:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import fnc
 from fnc.models import BFE, CAB, FNC, SAB, BatchDrop, Baseline, BNNeck, create_backbone
 from fnc.models.backbones import BACKBONES
+from fnc.models.non_local import NonLocal
 
 ALL_MODELS = fnc.list_models()
 NUM_CLASSES = 5
@@ -30,6 +31,7 @@ def test_registry_holds_the_spec_models():
     assert ALL_MODELS == sorted([
         "fnc_se_resnext101", "fnc_resnet50", "fnc_resnet101", "bfe_se_resnext101", "bfe_resnet50",
         "baseline_resnet50", "baseline_resnet101", "baseline_se_resnext101",
+        "baseline_resnet50_ibn", "baseline_resnet101_ibn", "sbs_resnet50_ibn",
     ])
 
 
@@ -37,13 +39,19 @@ def test_registry_holds_the_spec_models():
 def test_model_contract(name):
     """Both modes' outputs, no NaN, gradients everywhere, eval determinism, reset_classifier."""
     model = fnc.create_model(name, num_classes=NUM_CLASSES)
-    expected_dim = 2048 if name.startswith("baseline") else 1536
+    single_branch = name.startswith(("baseline", "sbs"))
+    expected_dim = 2048 if single_branch else 1536
     assert model.embed_dim == expected_dim and model.num_classes == NUM_CLASSES
     assert model.pretrained_cfg is not None and model.pretrained_cfg.architecture == name
+    for block in model.modules():
+        if isinstance(block, NonLocal):
+            # Its output BN starts at zero (the block is the identity), which passes no gradient
+            # to the convs before it on the first step; open it so the check reaches them.
+            torch.nn.init.ones_(block.W[1].weight)
 
     x = _images()
     outs = model.train()(x)
-    assert isinstance(outs, tuple) and len(outs) == (1 if name.startswith("baseline") else 2)
+    assert isinstance(outs, tuple) and len(outs) == (1 if single_branch else 2)
     assert sum(o.feat.shape[1] for o in outs) == expected_dim
     loss = 0
     for o in outs:
@@ -117,7 +125,7 @@ def _set_timm_last_stride_1(model: torch.nn.Module) -> None:
     block.downsample[0].stride = (1, 1)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(n for n, spec in BACKBONES.items() if spec.timm_name))
 @pytest.mark.parametrize("last_stride", [2, 1])
 def test_backbone_equals_timm(name, last_stride):
     ref = _random_timm(BACKBONES[name].timm_name)
@@ -306,8 +314,9 @@ def test_fnc_not_separate_shares_res4():
         assert model.backbone.layer3[1].conv1.weight.grad.abs().sum() > 0
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    model = fnc.create_model("bfe_resnet50", num_classes=NUM_CLASSES)
+@pytest.mark.parametrize("name", ["bfe_resnet50", "sbs_resnet50_ibn"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    model = fnc.create_model(name, num_classes=NUM_CLASSES)
     x = _images()
 
     def grads():
@@ -377,7 +386,9 @@ def test_list_models_filters():
     assert fnc.list_models(["bfe_*", "*resnet101"]) == ["baseline_resnet101", "bfe_resnet50", "bfe_se_resnext101", "fnc_resnet101"]
     assert fnc.list_models("*resnet50", exclude_filters="baseline_*") == ["bfe_resnet50", "fnc_resnet50"]
     tagged = fnc.list_models(pretrained=True)
-    assert len(tagged) == len(ALL_MODELS) and all(t.endswith(".in1k") for t in tagged)
+    # Every model but the untagged IBN-a ones has timm's ImageNet backbone as its tag.
+    assert len(tagged) == len(fnc.list_models(exclude_filters="*_ibn")) and all(t.endswith(".in1k") for t in tagged)
+    assert fnc.list_models("*_ibn", pretrained=True) == []
     assert fnc.list_models("fnc_*", pretrained=True) == [f"{n}.in1k" for n in fnc.list_models("fnc_*")]
 
 
@@ -409,3 +420,47 @@ def test_bad_input_raises_clear_error(small_model, x, train, match):
 def test_single_image_in_eval_is_fine(small_model):
     with torch.no_grad():
         assert small_model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 2048)
+
+
+# --- fast-reid's architecture options ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, kwargs", [("sbs_resnet50_ibn", {}), ("baseline_resnet50_ibn", {"stem_pool": "ceil"})])
+def test_fastreid_options_round_trip_through_config(tmp_path, name, kwargs):
+    """stem_pool, non_local and pooling are constructor arguments, so config.json rebuilds them."""
+    model = fnc.create_model(name, **kwargs).eval()
+    model.save_pretrained(tmp_path)
+    again = fnc.create_model(checkpoint_path=tmp_path).eval()
+    assert again.backbone.maxpool.ceil_mode and again.backbone.maxpool.padding == 0
+    assert type(again.pool) is type(model.pool)
+    assert again.state_dict().keys() == model.state_dict().keys()
+    x = _images()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+
+
+def test_non_local_blocks_follow_the_last_blocks_of_their_stage():
+    model = fnc.create_model("baseline_resnet50_ibn", non_local=(0, 2, 3, 0))
+    assert sorted(model.non_local) == ["stage2", "stage3"]
+    assert [len(model.non_local[s]) for s in ("stage2", "stage3")] == [2, 3]
+    seen = []
+    for i in (2, 3):
+        for j, block in enumerate(getattr(model.backbone, f"layer{i}")):
+            block.register_forward_hook(lambda *_, i=i, j=j: seen.append(f"layer{i}.{j}"))
+        for k, nl in enumerate(model.non_local[f"stage{i}"]):
+            nl.register_forward_hook(lambda *_, i=i, k=k: seen.append(f"NL{i}.{k}"))
+    with torch.no_grad():
+        model.eval()(_images())
+    assert seen == ["layer2.0", "layer2.1", "layer2.2", "NL2.0", "layer2.3", "NL2.1",
+                    "layer3.0", "layer3.1", "layer3.2", "layer3.3", "NL3.0", "layer3.4", "NL3.1", "layer3.5", "NL3.2"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"non_local": (0, 2, 3)}, "4 counts"),
+    ({"non_local": (0, 5, 0, 0)}, "layer2 has 4 blocks, asked 5"),
+    ({"pooling": "max"}, "pooling must be one of"),
+    ({"stem_pool": "pad0"}, "stem_pool must be one of"),
+])
+def test_bad_fastreid_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fnc.create_model("baseline_resnet50_ibn", **kwargs)

@@ -1,13 +1,18 @@
-"""ResNet-50/101 and SE-ResNeXt-101 (32x4d) backbones, state-dict compatible with timm.
+"""ResNet-50/101, SE-ResNeXt-101 (32x4d) and ResNet-50/101-IBN-a backbones.
 
 He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016); Hu et al.,
 "Squeeze-and-Excitation Networks" (CVPR 2018); Xie et al., "Aggregated Residual
-Transformations" (ResNeXt, CVPR 2017).
+Transformations" (ResNeXt, CVPR 2017); Pan, Luo, Shi, Tang, "Two at Once: Enhancing Learning
+and Generalization Capacities via IBN-Net" (ECCV 2018).
 
 Written here so fnc-reid needs no timm at run time, but every parameter and buffer has the
 name and shape of timm's ``resnet50``, ``resnet101`` and ``seresnext101_32x4d`` (classifier
 ``fc`` excluded), so a timm checkpoint loads with ``strict=True`` and no key surgery.
 The re-ID setting ``last_stride=1`` removes layer4's spatial down-sampling (BoT, FNC Sec. 3.1).
+
+The IBN-a nets have no timm counterpart; their keys are fast-reid's backbone keys (which are
+also the IBN-Net release's, less its ``fc``): the same names as the plain ResNet, with each IBN
+``bn1`` holding ``bn1.IN.*`` and ``bn1.BN.*``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,36 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import SEModule
 
-__all__ = ["Bottleneck", "ResNet", "BackboneSpec", "BACKBONES", "create_backbone", "create_bottleneck", "run_blocks", "init_weights"]
+__all__ = ["IBN", "Bottleneck", "ResNet", "STEM_POOLS", "BackboneSpec", "BACKBONES", "create_backbone", "create_bottleneck", "run_blocks", "init_weights"]
+
+
+class IBN(nn.Module):
+    """IBN-a normalisation: InstanceNorm2d (affine) on the first ``planes // 2`` channels, BN on the rest.
+
+    Instance normalisation removes per-image appearance (colour, contrast) from the low-level
+    features it is applied to, while the BN half keeps the content information that
+    discriminates identities (IBN-Net, Sec. 3).
+
+    Shape:
+        (B, planes, H, W) -> (B, planes, H, W)
+
+    Example:
+        >>> norm = IBN(64)
+        >>> norm.IN.num_features, norm.BN.num_features
+        (32, 32)
+        >>> norm(torch.randn(2, 64, 8, 8)).shape
+        torch.Size([2, 64, 8, 8])
+    """
+
+    def __init__(self, planes: int) -> None:
+        super().__init__()
+        self.half = planes // 2
+        self.IN = nn.InstanceNorm2d(self.half, affine=True)
+        self.BN = nn.BatchNorm2d(planes - self.half)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, rest = torch.split(x, [self.half, x.shape[1] - self.half], 1)
+        return torch.cat((self.IN(first.contiguous()), self.BN(rest.contiguous())), 1)
 
 
 class Bottleneck(nn.Module):
@@ -35,6 +69,7 @@ class Bottleneck(nn.Module):
         cardinality: groups of the 3x3 conv (32 for ResNeXt 32x4d).
         base_width: width per group (4 for 32x4d, 64 for plain ResNet).
         use_se: add a squeeze-and-excitation module after the last BN (SE-ResNeXt).
+        ibn: the first norm is :class:`IBN` (IBN-a) instead of BatchNorm.
 
     Shape:
         (B, inplanes, H, W) -> (B, planes * 4, H / stride, W / stride)
@@ -56,13 +91,14 @@ class Bottleneck(nn.Module):
         cardinality: int = 1,
         base_width: int = 64,
         use_se: bool = False,
+        ibn: bool = False,
     ) -> None:
         super().__init__()
         # timm's width rule, so grouped-conv shapes match its checkpoints exactly.
         width = int(math.floor(planes * (base_width / 64)) * cardinality)
         outplanes = planes * self.expansion
         self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = IBN(width) if ibn else nn.BatchNorm2d(width)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=cardinality, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
@@ -95,8 +131,18 @@ def run_blocks(blocks: nn.Module, x: torch.Tensor, grad_checkpointing: bool = Fa
     return x
 
 
+#: The stem's 3x3 / stride-2 max-pool. ``"pad1"``: padding 1 (torchvision, timm, the IBN-Net
+#: ImageNet release); ``"ceil"``: no padding, ``ceil_mode=True`` (fast-reid's ResNet). Both give
+#: the same map size on even inputs but windows one pixel apart, so weights trained with one
+#: embed differently with the other.
+STEM_POOLS: dict[str, dict] = {
+    "pad1": {"kernel_size": 3, "stride": 2, "padding": 1},
+    "ceil": {"kernel_size": 3, "stride": 2, "padding": 0, "ceil_mode": True},
+}
+
+
 class ResNet(nn.Module):
-    """A ResNet / SE-ResNeXt feature extractor with timm's module names (no classifier).
+    """A ResNet / SE-ResNeXt / ResNet-IBN-a feature extractor with timm's module names (no classifier).
 
     Args:
         layers: number of bottlenecks per stage, e.g. (3, 4, 23, 3) for the 101-layer nets.
@@ -104,6 +150,9 @@ class ResNet(nn.Module):
         base_width: width per group.
         use_se: SE modules in every bottleneck.
         last_stride: stride of layer4 (1 for re-ID, 2 for ImageNet classification).
+        ibn: IBN-a: every bottleneck of layer1-3 normalises after its first conv with
+            :class:`IBN`; the stem and layer4 stay BatchNorm.
+        stem_pool: the stem max-pool, a key of :data:`STEM_POOLS`.
 
     Shape:
         (B, 3, H, W) -> (B, 2048, H / s, W / s) with s = 16 if last_stride == 1 else 32.
@@ -121,28 +170,44 @@ class ResNet(nn.Module):
         base_width: int = 64,
         use_se: bool = False,
         last_stride: int = 1,
+        ibn: bool = False,
+        stem_pool: str = "pad1",
     ) -> None:
         super().__init__()
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 (re-ID) or 2 (ImageNet), got {last_stride!r}")
+        if stem_pool not in STEM_POOLS:
+            raise ValueError(
+                f"stem_pool must be one of {sorted(STEM_POOLS)} ('pad1': torchvision / IBN-Net "
+                f"weights, 'ceil': fast-reid weights), got {stem_pool!r}"
+            )
         self.last_stride = last_stride
         self.num_features = 512 * Bottleneck.expansion
         self.grad_checkpointing = False
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.act1 = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.MaxPool2d(**STEM_POOLS[stem_pool])
         inplanes = 64
         stages = []
-        for planes, blocks, stride in zip((64, 128, 256, 512), layers, (1, 2, 2, last_stride)):
-            stage, inplanes = self._make_layer(inplanes, planes, blocks, stride, cardinality, base_width, use_se)
+        for i, (planes, blocks, stride) in enumerate(zip((64, 128, 256, 512), layers, (1, 2, 2, last_stride))):
+            stage, inplanes = self._make_layer(
+                inplanes, planes, blocks, stride, cardinality, base_width, use_se, ibn and i < 3
+            )
             stages.append(stage)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         init_weights(self)
 
     @staticmethod
     def _make_layer(
-        inplanes: int, planes: int, blocks: int, stride: int, cardinality: int, base_width: int, use_se: bool
+        inplanes: int,
+        planes: int,
+        blocks: int,
+        stride: int,
+        cardinality: int,
+        base_width: int,
+        use_se: bool,
+        ibn: bool = False,
     ) -> tuple[nn.Sequential, int]:
         outplanes = planes * Bottleneck.expansion
         downsample = None
@@ -150,8 +215,10 @@ class ResNet(nn.Module):
             downsample = nn.Sequential(
                 nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False), nn.BatchNorm2d(outplanes)
             )
-        layer = [Bottleneck(inplanes, planes, stride, downsample, cardinality, base_width, use_se)]
-        layer += [Bottleneck(outplanes, planes, 1, None, cardinality, base_width, use_se) for _ in range(1, blocks)]
+        layer = [Bottleneck(inplanes, planes, stride, downsample, cardinality, base_width, use_se, ibn)]
+        layer += [
+            Bottleneck(outplanes, planes, 1, None, cardinality, base_width, use_se, ibn) for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layer), outplanes
 
     @property
@@ -183,33 +250,38 @@ def init_weights(module: nn.Module) -> None:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Architecture of one backbone and the timm model it is key-compatible with."""
+    """Architecture of one backbone and the timm model it is key-compatible with ("" for none)."""
 
     layers: tuple[int, int, int, int]
     cardinality: int = 1
     base_width: int = 64
     use_se: bool = False
     timm_name: str = ""
+    ibn: bool = False
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec((3, 4, 6, 3), timm_name="resnet50"),
     "resnet101": BackboneSpec((3, 4, 23, 3), timm_name="resnet101"),
     "se_resnext101": BackboneSpec((3, 4, 23, 3), 32, 4, True, timm_name="seresnext101_32x4d"),
+    "resnet50_ibn": BackboneSpec((3, 4, 6, 3), ibn=True),
+    "resnet101_ibn": BackboneSpec((3, 4, 23, 3), ibn=True),
 }
 
 
-def create_backbone(name: str, last_stride: int = 1) -> ResNet:
-    """Build a backbone by name (``resnet50``, ``resnet101``, ``se_resnext101``).
+def create_backbone(name: str, last_stride: int = 1, stem_pool: str = "pad1") -> ResNet:
+    """Build a backbone by name (a key of :data:`BACKBONES`, e.g. ``resnet50``, ``resnet50_ibn``).
 
     Example:
         >>> create_backbone("se_resnext101", last_stride=1).stride
         16
+        >>> type(create_backbone("resnet50_ibn").layer1[0].bn1).__name__
+        'IBN'
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     spec = BACKBONES[name]
-    return ResNet(spec.layers, spec.cardinality, spec.base_width, spec.use_se, last_stride)
+    return ResNet(spec.layers, spec.cardinality, spec.base_width, spec.use_se, last_stride, spec.ibn, stem_pool)
 
 
 def create_bottleneck(name: str, inplanes: int, planes: int) -> Bottleneck:

@@ -1,20 +1,29 @@
-"""The BoT strong baseline: backbone -> GAP -> BNNeck, 2048-d.
+"""The BoT strong baseline: backbone -> GAP -> BNNeck, 2048-d; and fast-reid's SBS variant of it.
 
 Luo, Gu, Liao, Lai, Jiang, "Bag of Tricks and A Strong Baseline for Deep Person
 Re-identification", CVPR Workshops 2019, https://arxiv.org/abs/1903.07071 (FNC paper
-ref. [10]; the "Baseline" rows of its Tables 2-5).
+ref. [10]; the "Baseline" rows of its Tables 2-5). He, Liao, Zhang, Zhang, Mei, "FastReID: A
+Pytorch Toolbox for General Instance Re-identification", https://arxiv.org/abs/2006.02631:
+its BoT (``bagtricks``) and SBS (``sbs``: + non-local blocks, GeM with learned p) models are
+this class's ``pooling`` / ``non_local`` / ``stem_pool`` options on an IBN-a backbone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import torch
+from torch import nn
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg
-from ._pretrained import in1k_cfg
+from ._pretrained import PretrainedCfg, in1k_cfg
 from ._registry import register_model
-from .backbones import create_backbone
+from .backbones import create_backbone, run_blocks
 from .heads import BNNeck, BranchOutput
+from .non_local import NonLocal, run_stage_with_non_local
+from .pooling import create_pool
 
 __all__ = ["Baseline"]
 
@@ -23,9 +32,16 @@ class Baseline(ReIDModel):
     """BoT baseline. The backbone sits under ``backbone.`` with timm's key names.
 
     Args:
-        backbone: ``"resnet50"``, ``"resnet101"`` or ``"se_resnext101"``.
+        backbone: a backbone name, e.g. ``"resnet50"``, ``"resnet101"``, ``"se_resnext101"``,
+            ``"resnet50_ibn"`` (see :data:`fnc.models.backbones.BACKBONES`).
         num_classes: training identities; 0 = no classifier.
         last_stride: layer4 stride (1, BoT's setting).
+        pooling: ``"avg"`` (BoT), ``"gem"`` (GeM, p = 3) or ``"gem_learned"`` (GeM with p
+            learned from 3, fast-reid's SBS).
+        non_local: non-local blocks after the last blocks of layer1..layer4, e.g.
+            ``(0, 2, 3, 0)`` for fast-reid's SBS ResNet-50 (``non_local.stage<N>.<k>.*``).
+        stem_pool: the backbone's stem max-pool: ``"pad1"`` (torchvision / IBN-Net) or
+            ``"ceil"`` (fast-reid); see :data:`fnc.models.backbones.STEM_POOLS`.
 
     Shape:
         train: (B, 3, H, W) -> (BranchOutput,); eval: (B, 3, H, W) -> (B, 2048)
@@ -33,27 +49,82 @@ class Baseline(ReIDModel):
     Example:
         >>> Baseline("resnet50").eval()(torch.randn(2, 3, 64, 64)).shape
         torch.Size([2, 2048])
+        >>> sbs = Baseline("resnet50_ibn", pooling="gem_learned", non_local=(0, 2, 3, 0), stem_pool="ceil")
+        >>> sbs.eval()(torch.randn(2, 3, 64, 64)).shape
+        torch.Size([2, 2048])
     """
 
-    def __init__(self, backbone: str = "resnet50", num_classes: int = 0, last_stride: int = 1) -> None:
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 0,
+        last_stride: int = 1,
+        pooling: str = "avg",
+        non_local: Sequence[int] = (0, 0, 0, 0),
+        stem_pool: str = "pad1",
+    ) -> None:
         super().__init__()
-        self.backbone = create_backbone(backbone, last_stride)
+        self.backbone = create_backbone(backbone, last_stride, stem_pool)
         self.stride = self.backbone.stride
         self.embed_dim = self.backbone.num_features
+        self.non_local = self._make_non_local(non_local)
+        self.pool = create_pool(pooling)
         self.bnneck = BNNeck(self.embed_dim, num_classes)
 
+    def _make_non_local(self, counts: Sequence[int]) -> nn.ModuleDict | None:
+        stages = (self.backbone.layer1, self.backbone.layer2, self.backbone.layer3, self.backbone.layer4)
+        counts = list(counts)
+        if len(counts) != 4 or not all(isinstance(c, int) and c >= 0 for c in counts):
+            raise ValueError(
+                f"non_local must give 4 counts >= 0, one per stage (layer1..layer4), got {counts!r}; "
+                "e.g. (0, 2, 3, 0) for fast-reid's SBS ResNet-50"
+            )
+        too_many = [f"layer{i} has {len(s)} blocks, asked {c}" for i, (s, c) in enumerate(zip(stages, counts), 1) if c > len(s)]
+        if too_many:
+            raise ValueError(f"non_local={counts!r} puts more blocks than a stage has: {'; '.join(too_many)}")
+        if not any(counts):
+            return None
+        return nn.ModuleDict({
+            f"stage{i}": nn.ModuleList([NonLocal(stage[-1].bn3.num_features) for _ in range(c)])
+            for i, (stage, c) in enumerate(zip(stages, counts), 1)
+            if c
+        })
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, (B, 2048, H / stride, W / stride), non-local blocks included."""
+        if self.non_local is None:
+            return self.backbone(x)
+        net = self.backbone
+        x = net.forward_stem(x)
+        for i, stage in enumerate((net.layer1, net.layer2, net.layer3, net.layer4), 1):
+            key = f"stage{i}"
+            if key in self.non_local:
+                x = run_stage_with_non_local(stage, self.non_local[key], x, net.grad_checkpointing)
+            else:
+                x = run_blocks(stage, x, net.grad_checkpointing)
+        return x
+
     def forward_train(self, x: torch.Tensor) -> tuple[BranchOutput]:
-        return (self.bnneck(self.backbone(x).mean((2, 3))),)
+        return (self.bnneck(self.pool(self.forward_features(x))),)
 
     def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bnneck(self.backbone(x).mean((2, 3)))
+        return self.bnneck(self.pool(self.forward_features(x)))
 
 
 def _create_baseline(variant: str, pretrained: bool = False, **kwargs) -> Baseline:
     return build_model_with_cfg(Baseline, variant, pretrained, **kwargs)
 
 
+# fast-reid's vehicle models (VeRi, VehicleID, VERI-Wild) see 256 x 256 images resized bicubic,
+# normalised with ImageNet's mean / std; these untagged cfgs feed the IBN models the same way.
+_FASTREID_INPUT = PretrainedCfg(input_size=(3, 256, 256), interpolation="bicubic")
+
 default_cfgs = {f"baseline_{name}.in1k": in1k_cfg(name) for name in ("resnet50", "resnet101", "se_resnext101")}
+default_cfgs.update({
+    "baseline_resnet50_ibn": _FASTREID_INPUT,
+    "baseline_resnet101_ibn": _FASTREID_INPUT,
+    "sbs_resnet50_ibn": replace(_FASTREID_INPUT, paper="https://arxiv.org/abs/2006.02631"),
+})
 
 
 @register_model
@@ -75,3 +146,24 @@ def baseline_se_resnext101(pretrained: bool = False, **kwargs) -> Baseline:
     """BoT baseline on SE-ResNeXt-101 32x4d."""
     model_args = dict(backbone="se_resnext101")
     return _create_baseline("baseline_se_resnext101", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def baseline_resnet50_ibn(pretrained: bool = False, **kwargs) -> Baseline:
+    """BoT baseline on ResNet-50-IBN-a (fast-reid's ``bagtricks_R50-ibn`` with ``stem_pool="ceil"``)."""
+    model_args = dict(backbone="resnet50_ibn")
+    return _create_baseline("baseline_resnet50_ibn", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def baseline_resnet101_ibn(pretrained: bool = False, **kwargs) -> Baseline:
+    """BoT baseline on ResNet-101-IBN-a (fast-reid's ``bagtricks_R101-ibn`` with ``stem_pool="ceil"``)."""
+    model_args = dict(backbone="resnet101_ibn")
+    return _create_baseline("baseline_resnet101_ibn", pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def sbs_resnet50_ibn(pretrained: bool = False, **kwargs) -> Baseline:
+    """fast-reid's SBS on ResNet-50-IBN-a: non-local blocks in layer2 (2) and layer3 (3), learned-p GeM."""
+    model_args = dict(backbone="resnet50_ibn", pooling="gem_learned", non_local=(0, 2, 3, 0), stem_pool="ceil")
+    return _create_baseline("sbs_resnet50_ibn", pretrained, **dict(model_args, **kwargs))
