@@ -2,18 +2,21 @@
 
 Luo, Gu, Liao, Lai, Jiang, "Bag of Tricks and A Strong Baseline for Deep Person
 Re-identification", CVPR Workshops 2019, https://arxiv.org/abs/1903.07071 (FNC paper
-ref. [10]; the "Baseline" rows of its Tables 2-5).
+ref. [10]; the "Baseline" rows of its Tables 2-5). ``attention="sab" | "cab"`` puts one of FNC's
+blocks on res5's output before pooling, the "Baseline + SAB" / "Baseline + CAB" rows of Table 5.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg
 from ._pretrained import in1k_cfg
 from ._registry import register_model
-from .backbones import create_backbone
+from .attention import CAB, SAB
+from .backbones import create_backbone, init_weights
 from .heads import BNNeck, BranchOutput
 
 __all__ = ["Baseline"]
@@ -26,6 +29,9 @@ class Baseline(ReIDModel):
         backbone: ``"resnet50"``, ``"resnet101"`` or ``"se_resnext101"``.
         num_classes: training identities; 0 = no classifier.
         last_stride: layer4 stride (1, BoT's setting).
+        attention: ``"sab"`` or ``"cab"`` applies FNC's spatial or channel attention block
+            (paper Sec. 3.2 / 3.3, default settings) to res5's output before pooling; ``None``
+            (the default) is the plain baseline.
 
     Shape:
         train: (B, 3, H, W) -> (BranchOutput,); eval: (B, 3, H, W) -> (B, 2048)
@@ -35,18 +41,37 @@ class Baseline(ReIDModel):
         torch.Size([2, 2048])
     """
 
-    def __init__(self, backbone: str = "resnet50", num_classes: int = 0, last_stride: int = 1) -> None:
+    def __init__(
+        self, backbone: str = "resnet50", num_classes: int = 0, last_stride: int = 1, attention: str | None = None
+    ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone, last_stride)
         self.stride = self.backbone.stride
         self.embed_dim = self.backbone.num_features
+        self.attention = _create_attention(attention, self.embed_dim)
         self.bnneck = BNNeck(self.embed_dim, num_classes)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, 2048, H, W) res5 map, attended when the model has an attention block."""
+        x = self.backbone(x)
+        return x if self.attention is None else self.attention(x)
+
     def forward_train(self, x: torch.Tensor) -> tuple[BranchOutput]:
-        return (self.bnneck(self.backbone(x).mean((2, 3))),)
+        return (self.bnneck(self.forward_features(x).mean((2, 3))),)
 
     def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bnneck(self.backbone(x).mean((2, 3)))
+        return self.bnneck(self.forward_features(x).mean((2, 3)))
+
+
+def _create_attention(name: str | None, channels: int) -> nn.Module | None:
+    if name is None:
+        return None
+    blocks = {"sab": SAB, "cab": CAB}
+    if name not in blocks:
+        raise ValueError(f"attention must be 'sab', 'cab' or None (the plain baseline), got {name!r}")
+    block = blocks[name](channels)
+    init_weights(block)  # as FNC initialises its blocks
+    return block
 
 
 def _create_baseline(variant: str, pretrained: bool = False, **kwargs) -> Baseline:
