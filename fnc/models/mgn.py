@@ -15,6 +15,7 @@ features in fast-reid's order [b1, b2, b3, b21, b22, b31, b32, b33], 2048-d.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import OrderedDict
 
 import torch
@@ -101,6 +102,13 @@ class MGN(ReIDModel):
             paper keeps 2 there. The stripe branches always use stride 1.
         head_dim: each head's reduced dimension (256, MGN's); 0 keeps the 2048-d pooled feature.
 
+    Training output and losses: one :class:`~fnc.models.heads.BranchOutput` per head, so
+    :class:`~fnc.losses.ReIDLoss` gives each of the eight an ID term (as fast-reid) and a
+    triplet term on its reduced feature. fast-reid's MGN loss differs there: its triplet terms
+    are on b1, b2, b3 and on each branch's concatenated stripes (five, not eight), on the
+    feature its ``NECK_FEAT`` picks, and it averages the terms (x 1/8, x 1/5) where Eq. 7 sums
+    them; the architecture and the embedding are the same.
+
     Shape:
         train: (B, 3, H, W) -> 8 x BranchOutput, in the order [b1, b2, b3, b21, b22, b31, b32,
         b33]; eval: (B, 3, H, W) -> (B, 8 * head_dim)
@@ -156,7 +164,10 @@ def _create_mgn(variant: str, pretrained: bool = False, **kwargs) -> MGN:
     return build_model_with_cfg(MGN, variant, pretrained, **kwargs)
 
 
-default_cfgs = {f"mgn_{name}.in1k": in1k_cfg(name) for name in ("se_resnext101", "resnet50")}
+_PAPER = "https://arxiv.org/abs/1804.01438"
+default_cfgs = {
+    f"mgn_{name}.in1k": dataclasses.replace(in1k_cfg(name), paper=_PAPER) for name in ("se_resnext101", "resnet50")
+}
 
 
 @register_model
