@@ -192,3 +192,19 @@ def test_veriwild_missing_images_listed(veriwild_root):
     (veriwild_root / "images" / "00008" / "000015.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=r"(?s)test_3000_query\.txt.*000015\.jpg"):
         read_veriwild(veriwild_root)
+
+
+def test_vehicleid_veri_protocol_scores_every_query_with_its_one_gallery_image(vehicleid_root):
+    import numpy as np
+
+    from fnc.evaluation import evaluate
+
+    ds = read_vehicleid(vehicleid_root)
+    q_pids = np.array([r.pid for r in ds.query])
+    g_pids = np.array([r.pid for r in ds.gallery])
+    # The true match nearest: nothing is removed, so every query scores rank-1 and AP 1.
+    dist = (q_pids[:, None] != g_pids[None, :]).astype(np.float32)
+    res = evaluate(dist, q_pids, g_pids, np.array([r.camid for r in ds.query]),
+                   np.array([r.camid for r in ds.gallery]), protocol=ds.protocol)
+    assert res.num_valid == len(ds.query) == 5
+    assert res.mAP == 1.0 and res.cmc[0] == 1.0
