@@ -155,3 +155,24 @@ def test_imagenet_backbone_fills_the_trunk_and_every_branch_copy():
             torch.testing.assert_close(own[f"{branch}.layer3.{i}.conv2.weight"], timm_like[f"layer3.{i}.conv2.weight"])
         torch.testing.assert_close(own[f"{branch}.layer4.0.downsample.0.weight"], timm_like["layer4.0.downsample.0.weight"])
     torch.testing.assert_close(own["backbone.layer3.0.conv1.weight"], timm_like["layer3.0.conv1.weight"])
+
+
+def test_mgn_branches_share_no_tensor_and_checkpointing_keeps_gradients():
+    torch.manual_seed(0)
+    model = fnc.create_model("mgn_resnet50", num_classes=NUM_CLASSES)
+    ptrs = {b: {p.data_ptr() for p in getattr(model, b).parameters()} for b in ("backbone", "b1", "b2", "b3")}
+    assert all(not ptrs[a] & ptrs[b] for a in ptrs for b in ptrs if a < b)
+    x = torch.randn(2, 3, 64, 64)
+
+    def grads():
+        model.zero_grad()
+        sum(o.feat.sum() + o.logits.sum() for o in model.train()(x)).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    assert model.b1.grad_checkpointing and model.b3.grad_checkpointing
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-4, atol=1e-6, msg=name)
