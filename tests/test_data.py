@@ -298,7 +298,7 @@ def test_read_dataset_dispatch(tmp_path, veri_root):
     assert read_dataset(f"veri:{veri_root}").num_train_pids == 2
     path = _csv_fixture(tmp_path, "path,id,camera\nimgs/a.jpg,1,1\n")
     assert len(read_dataset(f"csv:{path}").train) == 1
-    with pytest.raises(ValueError, match=r"\['cityflow', 'csv', 'market', 'veri'\]"):
+    with pytest.raises(ValueError, match=r"\['cityflow', 'csv', 'market', 'vehicleid', 'veri', 'veriwild'\]"):
         read_dataset(f"duke:{veri_root}")
     with pytest.raises(ValueError, match="FORMAT:PATH"):
         read_dataset(str(veri_root).lstrip("/"))

@@ -32,15 +32,19 @@ def test_registry_holds_the_spec_models():
         "fnc_se_resnext101", "fnc_resnet50", "fnc_resnet101", "bfe_se_resnext101", "bfe_resnet50",
         "baseline_resnet50", "baseline_resnet101", "baseline_se_resnext101",
         "baseline_resnet50_ibn", "baseline_resnet101_ibn", "sbs_resnet50_ibn",
+        "mgn_se_resnext101", "mgn_resnet50",
     ])
+
+
+# (embedding size, training branches) of each family.
+_FAMILY = {"baseline": (2048, 1), "sbs": (2048, 1), "fnc": (1536, 2), "bfe": (1536, 2), "mgn": (2048, 8)}
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_model_contract(name):
     """Both modes' outputs, no NaN, gradients everywhere, eval determinism, reset_classifier."""
     model = fnc.create_model(name, num_classes=NUM_CLASSES)
-    single_branch = name.startswith(("baseline", "sbs"))
-    expected_dim = 2048 if single_branch else 1536
+    expected_dim, num_branches = _FAMILY[name.split("_")[0]]
     assert model.embed_dim == expected_dim and model.num_classes == NUM_CLASSES
     assert model.pretrained_cfg is not None and model.pretrained_cfg.architecture == name
     for block in model.modules():
@@ -51,7 +55,7 @@ def test_model_contract(name):
 
     x = _images()
     outs = model.train()(x)
-    assert isinstance(outs, tuple) and len(outs) == (1 if single_branch else 2)
+    assert isinstance(outs, tuple) and len(outs) == num_branches
     assert sum(o.feat.shape[1] for o in outs) == expected_dim
     loss = 0
     for o in outs:
@@ -384,7 +388,7 @@ def test_name_tag_parsing():
 def test_list_models_filters():
     assert fnc.list_models("fnc_*") == ["fnc_resnet101", "fnc_resnet50", "fnc_se_resnext101"]
     assert fnc.list_models(["bfe_*", "*resnet101"]) == ["baseline_resnet101", "bfe_resnet50", "bfe_se_resnext101", "fnc_resnet101"]
-    assert fnc.list_models("*resnet50", exclude_filters="baseline_*") == ["bfe_resnet50", "fnc_resnet50"]
+    assert fnc.list_models("*resnet50", exclude_filters="baseline_*") == ["bfe_resnet50", "fnc_resnet50", "mgn_resnet50"]
     tagged = fnc.list_models(pretrained=True)
     # Every model but the untagged IBN-a ones has timm's ImageNet backbone as its tag.
     assert len(tagged) == len(fnc.list_models(exclude_filters="*_ibn")) and all(t.endswith(".in1k") for t in tagged)

@@ -16,7 +16,9 @@ from fnc.data.registry import FORMATS, read_dataset
 from fnc.data.sampler import PKSampler
 from fnc.data.table import read_csv
 from fnc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from fnc.data.vehicleid import read_vehicleid, vehicleid_trials
 from fnc.data.veri import read_veri776
+from fnc.data.veriwild import read_veriwild
 
 __all__ = [
     "FORMATS",
@@ -36,6 +38,9 @@ __all__ = [
     "read_market1501",
     "read_name_list",
     "read_train_label_xml",
+    "read_vehicleid",
     "read_veri776",
+    "read_veriwild",
     "relabel",
+    "vehicleid_trials",
 ]

@@ -1,4 +1,4 @@
-"""Models: backbones, attention blocks, heads, FNC / BFE / baseline, and the registry."""
+"""Models: backbones, attention blocks, heads, FNC / BFE / MGN / baseline, and the registry."""
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg, create_model, load_pretrained
@@ -19,9 +19,10 @@ from .baseline import Baseline
 from .bfe import BFE
 from .fnc import FNC
 from .heads import BatchDrop, BNNeck, BranchOutput, Reduction
+from .mgn import MGN
 
 __all__ = [
-    "BFE", "BNNeck", "Baseline", "BatchDrop", "Bottleneck", "BranchOutput", "CAB", "FNC",
+    "BFE", "BNNeck", "Baseline", "BatchDrop", "Bottleneck", "BranchOutput", "CAB", "FNC", "MGN",
     "CheckpointMismatchError", "CorruptCheckpointError", "PretrainedNotFoundError", "UnsafeCheckpointError",
     "load_pretrained", "PretrainedCfg", "ReIDModel", "Reduction", "ResNet", "SAB", "SEModule",
     "build_model_with_cfg", "create_backbone", "create_model", "get_pretrained_cfg", "is_model",

@@ -6,6 +6,8 @@ ref. [10]; the "Baseline" rows of its Tables 2-5). He, Liao, Zhang, Zhang, Mei, 
 Pytorch Toolbox for General Instance Re-identification", https://arxiv.org/abs/2006.02631:
 its BoT (``bagtricks``) and SBS (``sbs``: + non-local blocks, GeM with learned p) models are
 this class's ``pooling`` / ``non_local`` / ``stem_pool`` options on an IBN-a backbone.
+``attention="sab" | "cab"`` puts one of FNC's
+blocks on res5's output before pooling, the "Baseline + SAB" / "Baseline + CAB" rows of Table 5.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ._base import ReIDModel
 from ._builder import build_model_with_cfg
 from ._pretrained import PretrainedCfg, in1k_cfg
 from ._registry import register_model
-from .backbones import create_backbone, run_blocks
+from .attention import CAB, SAB
+from .backbones import create_backbone, init_weights, run_blocks
 from .heads import BNNeck, BranchOutput
 from .non_local import NonLocal, run_stage_with_non_local
 from .pooling import create_pool
@@ -42,6 +45,9 @@ class Baseline(ReIDModel):
             ``(0, 2, 3, 0)`` for fast-reid's SBS ResNet-50 (``non_local.stage<N>.<k>.*``).
         stem_pool: the backbone's stem max-pool: ``"pad1"`` (torchvision / IBN-Net) or
             ``"ceil"`` (fast-reid); see :data:`fnc.models.backbones.STEM_POOLS`.
+        attention: ``"sab"`` or ``"cab"`` applies FNC's spatial or channel attention block
+            (paper Sec. 3.2 / 3.3, default settings) to res5's output before pooling; ``None``
+            (the default) is the plain baseline.
 
     Shape:
         train: (B, 3, H, W) -> (BranchOutput,); eval: (B, 3, H, W) -> (B, 2048)
@@ -62,12 +68,14 @@ class Baseline(ReIDModel):
         pooling: str = "avg",
         non_local: Sequence[int] = (0, 0, 0, 0),
         stem_pool: str = "pad1",
+        attention: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone, last_stride, stem_pool)
         self.stride = self.backbone.stride
         self.embed_dim = self.backbone.num_features
         self.non_local = self._make_non_local(non_local)
+        self.attention = _create_attention(attention, self.embed_dim)
         self.pool = create_pool(pooling)
         self.bnneck = BNNeck(self.embed_dim, num_classes)
 
@@ -91,7 +99,12 @@ class Baseline(ReIDModel):
         })
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, (B, 2048, H / stride, W / stride), non-local blocks included."""
+        """The res5 map, (B, 2048, H / stride, W / stride): non-local blocks included, attended
+        when the model has an attention block."""
+        x = self._backbone_features(x)
+        return x if self.attention is None else self.attention(x)
+
+    def _backbone_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.non_local is None:
             return self.backbone(x)
         net = self.backbone
@@ -109,6 +122,17 @@ class Baseline(ReIDModel):
 
     def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.bnneck(self.pool(self.forward_features(x)))
+
+
+def _create_attention(name: str | None, channels: int) -> nn.Module | None:
+    if name is None:
+        return None
+    blocks = {"sab": SAB, "cab": CAB}
+    if name not in blocks:
+        raise ValueError(f"attention must be 'sab', 'cab' or None (the plain baseline), got {name!r}")
+    block = blocks[name](channels)
+    init_weights(block)  # as FNC initialises its blocks
+    return block
 
 
 def _create_baseline(variant: str, pretrained: bool = False, **kwargs) -> Baseline:
