@@ -11,9 +11,8 @@ import torch
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg
-from ._pretrained import in1k_cfg
 from ._registry import register_model
-from .backbones import create_backbone
+from .backbones import create_backbone, in1k_cfg
 from .heads import BNNeck, BranchOutput
 
 __all__ = ["Baseline"]
