@@ -19,8 +19,8 @@ Every weight source goes the same way::
 file) before ``cfg.hf_hub_id`` (downloaded through the Hugging Face cache with the call's
 :class:`~fnc.models._hub.HubOptions`). A release file on plain HTTP(S) (``PretrainedCfg.url``,
 e.g. a third-party ``.pth`` converted once to safetensors in a cache) is one more ``elif cfg.url``
-link of that chain in :func:`_weights_file`, and a registered tag that sets ``url`` needs nothing
-else; no source sets it yet.
+link of that chain in :func:`_weights_file` (and ``PretrainedCfg.has_weights`` counting ``url``);
+a registered tag that sets ``url`` then needs nothing else. No source sets it yet.
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ class WeightSource:
             empty for a registered tag.
         load: whether the weights are loaded (always, except a tag without ``pretrained=True``).
         hub: Hub options for fetching them (the revision of ``hf-hub:org/repo@rev`` included).
+
+    Example:
+        >>> WeightSource(PretrainedCfg(architecture="fnc_resnet50", file="w.safetensors")).load
+        True
     """
 
     cfg: PretrainedCfg

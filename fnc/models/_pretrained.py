@@ -10,6 +10,7 @@ It imports nothing from ``fnc.models``: it is the bottom of the package's import
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -61,7 +62,8 @@ class PretrainedCfg:
         hf_hub_filename: file in that repo (safetensors only).
         file: a local ``.safetensors`` file holding the weights, or None (wins over the Hub).
         url: an HTTP(S) address of the weights, or None. Reserved for release files published
-            outside the Hub; no source sets it yet.
+            outside the Hub: no source sets it yet, and neither :attr:`has_weights` nor the
+            builder reads it until the builder can fetch it.
         weights_format: ``"timm_backbone"`` for an ImageNet backbone checkpoint with timm's keys
             (the loader fills every copy of each backbone tensor), ``"fnc"`` for a full model.
         input_size: (C, H, W) the weights were trained at.
@@ -111,8 +113,8 @@ class PretrainedCfg:
 
     @property
     def has_weights(self) -> bool:
-        """True if the cfg names a place to load weights from."""
-        return any(where is not None for where in (self.file, self.hf_hub_id, self.url))
+        """True if the cfg names a place the builder loads weights from (``file`` or ``hf_hub_id``)."""
+        return self.file is not None or self.hf_hub_id is not None
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict."""
@@ -135,7 +137,7 @@ def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for key, value in dict(metrics or {}).items():
-        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
         if number is None or not math.isfinite(number) or not 0 <= number <= 1:
             hint = f", pass {number / 100:g}" if number is not None and 1 < number <= 100 else ""
             raise ValueError(
