@@ -215,7 +215,7 @@ def test_push_to_hub_then_hf_hub_gives_identical_embeddings(timm_weights, hub, h
     timm_weights("resnet50")
     model = _trained_like("fnc_resnet50", num_classes=5)
     repo = "test-user/fnc-resnet50-roundtrip"
-    commit = model.push_to_hub(repo, dataset="veri776", metrics={"mAP": 81.2, "rank1": 95.4})
+    commit = model.push_to_hub(repo, dataset="veri776", metrics={"mAP": 0.812, "rank1": 0.954})
     x = _images()
     with torch.no_grad():
         reference = model(x)
@@ -227,7 +227,7 @@ def test_push_to_hub_then_hf_hub_gives_identical_embeddings(timm_weights, hub, h
     loaded = fnc.create_model(f"hf-hub:{repo}")
     assert loaded.training and loaded.num_classes == 0  # create_model's default: feature extractor
     assert loaded.pretrained_cfg.hf_hub_id == repo and loaded.pretrained_cfg.dataset == "veri776"
-    assert loaded.pretrained_cfg.metrics == {"mAP": 81.2, "rank1": 95.4}
+    assert loaded.pretrained_cfg.metrics == {"mAP": 0.812, "rank1": 0.954}
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), reference)
     lines = _loader_lines(caplog)
@@ -250,13 +250,13 @@ def test_push_to_hub_then_hf_hub_gives_identical_embeddings(timm_weights, hub, h
     card = Path(HfApi().hf_hub_download(repo, "README.md")).read_text()
     for needed in (
         "`fnc_resnet50`", "https://arxiv.org/abs/2004.12270", "Training data | veri776", "288 x 384 (H x W)",
-        "License | apache-2.0", "| without | 81.20 | 95.40 |", "| with k-reciprocal (k1=75, k2=10, lambda=0.1) "
+        "License | apache-2.0", "| without | 81.2 | 95.4 |", "| with k-reciprocal (k1=75, k2=10, lambda=0.1) "
         "| not evaluated | not evaluated |", f'fnc.create_model("hf-hub:{repo}")', "library_name: fnc-reid",
     ):
         assert needed in card, needed
     config = json.loads(Path(HfApi().hf_hub_download(repo, "config.json")).read_text())
     assert config["architecture"] == "fnc_resnet50" and config["num_classes"] == 5
-    assert config["separate"] is True and config["pretrained_cfg"]["metrics"] == {"mAP": 81.2, "rank1": 95.4}
+    assert config["separate"] is True and config["pretrained_cfg"]["metrics"] == {"mAP": 0.812, "rank1": 0.954}
 
 
 def test_hf_hub_revision_pins_a_commit(timm_weights, hub, hf_cache):
@@ -279,11 +279,11 @@ def test_hf_hub_revision_pins_a_commit(timm_weights, hub, hf_cache):
 def test_save_pretrained_folder_loads_back(timm_weights, tmp_path):
     timm_weights("resnet50")
     model = _trained_like("bfe_resnet50", num_classes=3)
-    model.save_pretrained(tmp_path, dataset="cityflow", metrics={"mAP": 0.605, "rank1_rerank": 80.0})
+    model.save_pretrained(tmp_path, dataset="cityflow", metrics={"mAP": 0.605, "rank1_rerank": 0.8})
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     card = (tmp_path / "README.md").read_text()
     for needed in ("`bfe_resnet50`", "https://arxiv.org/abs/1811.07130", "Training data | cityflow",
-                   "| without | 60.50 | not evaluated |", "| not evaluated | 80.00 |", "hf-hub:<org>/<repo>"):
+                   "| without | 60.5 | not evaluated |", "| not evaluated | 80.0 |", "hf-hub:<org>/<repo>"):
         assert needed in card, needed
     x = _images()
     with torch.no_grad():
@@ -301,6 +301,26 @@ def test_save_pretrained_folder_loads_back(timm_weights, tmp_path):
     with pytest.raises(CheckpointMismatchError, match="not a FNC"):
         FNC.from_pretrained(tmp_path)
 
+
+
+def test_metrics_are_fractions_and_a_percentage_is_refused(hub, tmp_path):
+    model = fnc.create_model("baseline_resnet50")
+    for bad in ({"mAP": 81.2}, {"rank1": -0.1}, {"mAP": float("nan")}, {"mAP": "0.5"}):
+        key = next(iter(bad))
+        with pytest.raises(ValueError, match=f"metric '{key}' is .*metrics are fractions in \\[0, 1\\]"):
+            model.save_pretrained(tmp_path / "bad", metrics=bad)
+        with pytest.raises(ValueError, match=f"metric '{key}'"):
+            model.hub_config(metrics=bad)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="pass 0.812"):
+        model.generate_model_card(metrics={"mAP": 81.2})
+    hub.clear_requests()
+    with pytest.raises(ValueError, match="metric 'mAP' is 81.2"):
+        model.push_to_hub("test-user/percent-metrics", metrics={"mAP": 81.2})
+    assert hub.requests == []  # refused before the repo is created
+    # The edges are fractions too, and the card shows them with one decimal.
+    card = str(model.generate_model_card(metrics={"mAP": 0.0, "rank1": 1.0}))
+    assert "| without | 0.0 | 100.0 |" in card
 
 # ----------------------------------------------------------------------------- errors
 

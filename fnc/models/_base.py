@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._hub import HubMixin
+from ._mixin import HubMixin
 from ._pretrained import PretrainedCfg
 from .heads import BNNeck
 
@@ -21,7 +21,7 @@ class ReIDModel(nn.Module, HubMixin):
     ``forward_train`` and ``forward_embed``.
 
     Hub support (``save_pretrained``, ``from_pretrained``, ``push_to_hub``) comes from
-    :class:`~fnc.models._hub.HubMixin`; constructors take only JSON-able arguments so that the
+    :class:`~fnc.models._mixin.HubMixin`; constructors take only JSON-able arguments so that the
     mixin's ``config.json`` rebuilds the model.
     """
 
@@ -34,7 +34,21 @@ class ReIDModel(nn.Module, HubMixin):
         self.pretrained_cfg: PretrainedCfg | None = None
 
     def bnnecks(self) -> list[BNNeck]:
+        """The model's BNNeck heads, one per branch, in module order."""
         return [m for m in self.modules() if isinstance(m, BNNeck)]
+
+    def classifier_keys(self) -> list[str]:
+        """State-dict keys of the identity classifiers, present or not (``num_classes=0``).
+
+        The loader asks for these to tell a checkpoint's classifier of another size (dropped and
+        re-initialised) from any other mismatch (an error).
+
+        Example:
+            >>> import fnc
+            >>> fnc.create_model("bfe_resnet50").classifier_keys()
+            ['global_bnneck.classifier.weight', 'erase_bnneck.classifier.weight']
+        """
+        return [f"{name}.classifier.weight" for name, m in self.named_modules() if isinstance(m, BNNeck)]
 
     @property
     def num_classes(self) -> int:

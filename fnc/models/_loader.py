@@ -1,8 +1,8 @@
 """The one weight loader: safe safetensors reading, timm-backbone key mapping, strict checks.
 
 Every way of getting weights into a model (``pretrained=True``, ``checkpoint_path=``,
-``hf-hub:``, ``from_pretrained``) ends in :func:`load_checkpoint`, so a checkpoint is read,
-checked and reported the same way everywhere:
+``hf-hub:``, ``from_pretrained``) ends in :func:`load_cfg_weights` -> :func:`load_checkpoint`,
+so a checkpoint is read, checked and reported the same way everywhere:
 
 - only safetensors is read; a pickle (``.bin``, ``.pth``, ``.pt``, ``.ckpt``, or a file whose
   bytes are a pickle or a torch zip archive) is refused before anything is deserialised;
@@ -10,7 +10,9 @@ checked and reported the same way everywhere:
   (FNC's trunk and both branches' layer3[1:] / layer4);
 - loading is strict: anything missing, unexpected or of the wrong shape raises
   :class:`CheckpointMismatchError` with the key lists; only a classifier whose size differs
-  from the model's is dropped (the model keeps its fresh one), and that is said in the log;
+  from the model's is dropped (the model keeps its fresh one), and that is said in the log.
+  The model says which keys are its classifiers (``classifier_keys()``), so this module knows
+  no head class;
 - exactly one INFO line per load says what was loaded and what was initialised.
 """
 
@@ -24,6 +26,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -38,6 +41,8 @@ __all__ = [
     "check_safetensors_name",
     "read_safetensors",
     "load_checkpoint",
+    "load_cfg_weights",
+    "read_json",
     "remap_timm_backbone",
 ]
 
@@ -127,8 +132,6 @@ def read_safetensors(path: str | os.PathLike, where: str = "") -> dict[str, torc
         >>> read_safetensors(f)["w"]
         tensor([1., 1.])
     """
-    import safetensors.torch
-
     path = Path(path)
     check_safetensors_name(path.name, where)
     if not path.is_file():
@@ -175,11 +178,14 @@ def remap_timm_backbone(
 
 
 def _classifier_keys(model: nn.Module) -> set[str]:
-    from .heads import BNNeck
+    """State-dict keys of the model's identity classifiers, as the model declares them.
 
-    return {
-        f"{name}.classifier.weight" for name, m in model.named_modules() if isinstance(m, BNNeck)
-    }
+    A model with identity classifiers names their keys (present or, with ``num_classes=0``,
+    absent) with a ``classifier_keys()`` method, as :class:`~fnc.models.ReIDModel` does; any
+    other module has none.
+    """
+    declared = getattr(model, "classifier_keys", None)
+    return set(declared()) if callable(declared) else set()
 
 
 def _listing(keys: list[str]) -> str:
@@ -242,7 +248,7 @@ def load_checkpoint(
 
     classifier_note = ""
     classifier_keys = _classifier_keys(model)
-    ckpt_cls = sorted(k for k in ckpt if k in classifier_keys or k.endswith("bnneck.classifier.weight"))
+    ckpt_cls = sorted(k for k in ckpt if k in classifier_keys)
     own_cls = sorted(k for k in own if k in classifier_keys)
     if weights_format == "fnc" and (ckpt_cls or own_cls):
         ckpt_sizes = {ckpt[k].shape[0] for k in ckpt_cls}
@@ -312,7 +318,8 @@ def load_cfg_weights(
         >>> safetensors.torch.save_file(model.state_dict(), f)
         >>> load_cfg_weights(model, f, PretrainedCfg(), f)
     """
-    where = "" if str(source) == str(path) else f" from {source}"
+    # A local file is named by its path already; say "from" only for another source (a Hub repo).
+    where = "" if str(source) in (str(path), repr(str(path))) else f" from {source}"
     state_dict = read_safetensors(path, where)
     fmt = cfg.weights_format
     if any(k.startswith("backbone.") for k in state_dict):

@@ -1,25 +1,69 @@
-"""Pretrained configuration: the metadata the loader and preprocessing actually use."""
+"""Pretrained configuration and the published-checkpoint format: what every weight source becomes.
+
+:class:`PretrainedCfg` says what one set of weights is and where it lives (``file``,
+``hf_hub_id`` or, later, ``url``); the builder loads from whichever is set. This module also owns
+the published format that ``save_pretrained`` writes and every reader reads back: the file names
+(:data:`CONFIG_NAME`, :data:`WEIGHTS_NAME`) and which cfg fields travel in ``config.json``.
+It imports nothing from ``fnc.models``: it is the bottom of the package's import graph.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["PretrainedCfg", "IMAGENET_MEAN", "IMAGENET_STD", "DEFAULT_INPUT_SIZE"]
+__all__ = [
+    "PretrainedCfg",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "PUBLISHED_FIELDS",
+    "PAPER",
+    "check_metrics",
+    "cfg_from_config",
+]
+
 PAPER = "https://arxiv.org/abs/2004.12270"
+#: The two files of a published checkpoint (a ``save_pretrained`` folder or a Hub repo).
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+#: Fields of :class:`PretrainedCfg` that describe published weights and travel in ``config.json``
+#: under ``pretrained_cfg`` (where the weights live is not among them: the reader knows that).
+PUBLISHED_FIELDS = (
+    "tag",
+    "dataset",
+    "metrics",
+    "license",
+    "source",
+    "paper",
+    "input_size",
+    "mean",
+    "std",
+    "interpolation",
+)
 
 
 @dataclass(frozen=True)
 class PretrainedCfg:
-    """What one ``<architecture>.<tag>`` is: where its weights live and how to feed it.
+    """What one set of weights is: where it lives and how to feed the model it fills.
+
+    Every weight source (a registered ``<architecture>.<tag>``, ``hf-hub:org/repo``, a
+    ``save_pretrained`` folder, a ``.safetensors`` file) becomes one of these; the builder loads
+    from ``file`` if set, else from ``hf_hub_id``.
 
     Attributes:
         architecture: registered model name, e.g. ``"fnc_se_resnext101"``.
         tag: weights tag, e.g. ``"in1k"``; ``""`` for an untagged (random-init) config.
         hf_hub_id: Hugging Face Hub repo holding the weights, or None.
         hf_hub_filename: file in that repo (safetensors only).
+        file: a local ``.safetensors`` file holding the weights, or None (wins over the Hub).
+        url: an HTTP(S) address of the weights, or None. Reserved for release files published
+            outside the Hub: no source sets it yet, and neither :attr:`has_weights` nor the
+            builder reads it until the builder can fetch it.
         weights_format: ``"timm_backbone"`` for an ImageNet backbone checkpoint with timm's keys
             (the loader fills every copy of each backbone tensor), ``"fnc"`` for a full model.
         input_size: (C, H, W) the weights were trained at.
@@ -27,21 +71,28 @@ class PretrainedCfg:
         interpolation: resize interpolation.
         num_classes: classifier size of the checkpoint (0 = none).
         classifier: prefixes of checkpoint tensors that are a classifier this model never uses
-            (timm's ImageNet ``fc``), dropped on load. A re-ID checkpoint's own BNNeck
-            classifiers are found by the loader and dropped only when their size differs from
-            the model's ``num_classes``.
+            (timm's ImageNet ``fc``), dropped on load. A re-ID model's own identity classifiers
+            are the keys it declares with ``classifier_keys()``; they are dropped only when their
+            size differs from the model's ``num_classes``.
         dataset: training data of the weights.
-        metrics: reported results in percent: ``mAP``, ``rank1`` and, with re-ranking,
-            ``mAP_rerank``, ``rank1_rerank`` (the model card shows "not evaluated" for a missing one).
+        metrics: reported results as fractions in [0, 1] (0.812, not 81.2): ``mAP``, ``rank1``
+            and, with re-ranking, ``mAP_rerank``, ``rank1_rerank``. The model card shows them as
+            percentages, and "not evaluated" for a missing one.
         license: license of the weights.
         source: where the weights come from.
         paper: the method's paper.
+
+    Example:
+        >>> PretrainedCfg(architecture="fnc_resnet50", tag="in1k").name
+        'fnc_resnet50.in1k'
     """
 
     architecture: str = ""
     tag: str = ""
     hf_hub_id: str | None = None
-    hf_hub_filename: str = "model.safetensors"
+    hf_hub_filename: str = WEIGHTS_NAME
+    file: str | None = None
+    url: str | None = None
     weights_format: str = "fnc"
     input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -62,34 +113,61 @@ class PretrainedCfg:
 
     @property
     def has_weights(self) -> bool:
-        return self.hf_hub_id is not None
+        """True if the cfg names a place the builder loads weights from (``file`` or ``hf_hub_id``)."""
+        return self.file is not None or self.hf_hub_id is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields as a plain dict."""
         return asdict(self)
 
 
-# Every model's default tag: its ImageNet-initialised backbone from timm's Hub repos.
-_TIMM_IN1K = {
-    "resnet50": ("timm/resnet50.tv_in1k", "torchvision ResNet-50 ImageNet-1k weights, timm repackaging"),
-    "resnet101": ("timm/resnet101.tv_in1k", "torchvision ResNet-101 ImageNet-1k weights, timm repackaging"),
-    "se_resnext101": (
-        "timm/seresnext101_32x4d.gluon_in1k",
-        "Gluon SE-ResNeXt-101 32x4d ImageNet-1k weights, timm repackaging",
-    ),
-}
+def check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """``metrics`` as a plain dict of floats, each checked to be a fraction in [0, 1].
 
+    Raises:
+        ValueError: a value that is not a number in [0, 1], naming the key.
 
-def in1k_cfg(backbone: str) -> PretrainedCfg:
-    """The ``.in1k`` config of a model on ``backbone``: timm's ImageNet backbone checkpoint.
-
-    The checkpoint holds only backbone tensors; everything else is initialised as SPEC says.
+    Example:
+        >>> check_metrics({"mAP": 0.812})
+        {'mAP': 0.812}
+        >>> check_metrics({"mAP": 81.2})
+        Traceback (most recent call last):
+        ...
+        ValueError: metric 'mAP' is 81.2; metrics are fractions in [0, 1] (mAP 0.812 means 81.2%), pass 0.812
     """
-    hub_id, source = _TIMM_IN1K[backbone]
+    out: dict[str, float] = {}
+    for key, value in dict(metrics or {}).items():
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or not 0 <= number <= 1:
+            hint = f", pass {number / 100:g}" if number is not None and 1 < number <= 100 else ""
+            raise ValueError(
+                f"metric {key!r} is {value!r}; metrics are fractions in [0, 1] (mAP 0.812 means 81.2%){hint}"
+            )
+        out[str(key)] = float(number)
+    return out
+
+
+def cfg_from_config(config: Mapping[str, Any], architecture: str, **where: Any) -> PretrainedCfg:
+    """The :class:`PretrainedCfg` of a published checkpoint, from its ``config.json``.
+
+    Args:
+        config: the parsed ``config.json``.
+        architecture: the registered architecture it names.
+        **where: where the weights live: ``file=`` or ``hf_hub_id=``.
+
+    Example:
+        >>> cfg_from_config({"num_classes": 3, "pretrained_cfg": {"dataset": "veri776"}}, "fnc_resnet50").dataset
+        'veri776'
+    """
+    saved = dict(config.get("pretrained_cfg") or {})
+    known = {k: saved[k] for k in PUBLISHED_FIELDS if k in saved}
+    for key in ("input_size", "mean", "std"):
+        if key in known:
+            known[key] = tuple(known[key])
     return PretrainedCfg(
-        hf_hub_id=hub_id,
-        weights_format="timm_backbone",
-        classifier=("fc",),
-        dataset="imagenet-1k (backbone only)",
-        license="apache-2.0",
-        source=source,
+        architecture=architecture,
+        weights_format="fnc",
+        num_classes=int(config.get("num_classes", 0) or 0),
+        **known,
+        **where,
     )

@@ -24,9 +24,13 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ._pretrained import PretrainedCfg
 from .attention import SEModule
 
-__all__ = ["IBN", "Bottleneck", "ResNet", "STEM_POOLS", "BackboneSpec", "BACKBONES", "create_backbone", "create_bottleneck", "run_blocks", "init_weights"]
+__all__ = [
+    "IBN", "Bottleneck", "ResNet", "STEM_POOLS", "BackboneSpec", "BACKBONES", "create_backbone", "create_bottleneck",
+    "in1k_cfg", "run_blocks", "init_weights",
+]
 
 
 class IBN(nn.Module):
@@ -248,9 +252,28 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _timm_in1k(hub_id: str, source: str) -> PretrainedCfg:
+    # timm's ImageNet checkpoints hold the backbone and its 1000-class ``fc``, which re-ID drops.
+    return PretrainedCfg(
+        hf_hub_id=hub_id,
+        weights_format="timm_backbone",
+        classifier=("fc",),
+        dataset="imagenet-1k (backbone only)",
+        license="apache-2.0",
+        source=source,
+    )
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Architecture of one backbone and the timm model it is key-compatible with ("" for none)."""
+    """Architecture of one backbone, the timm model it is key-compatible with, and its ImageNet weights.
+
+    Attributes:
+        layers, cardinality, base_width, use_se: the :class:`ResNet` arguments.
+        timm_name: the timm model whose state dict ours matches key for key.
+        in1k: the ImageNet-1k backbone checkpoint every model on this backbone starts from
+            (its ``.in1k`` tag), or None if there is none.
+    """
 
     layers: tuple[int, int, int, int]
     cardinality: int = 1
@@ -258,15 +281,48 @@ class BackboneSpec:
     use_se: bool = False
     timm_name: str = ""
     ibn: bool = False
+    in1k: PretrainedCfg | None = None
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "resnet50": BackboneSpec((3, 4, 6, 3), timm_name="resnet50"),
-    "resnet101": BackboneSpec((3, 4, 23, 3), timm_name="resnet101"),
-    "se_resnext101": BackboneSpec((3, 4, 23, 3), 32, 4, True, timm_name="seresnext101_32x4d"),
+    "resnet50": BackboneSpec(
+        (3, 4, 6, 3), timm_name="resnet50",
+        in1k=_timm_in1k("timm/resnet50.tv_in1k", "torchvision ResNet-50 ImageNet-1k weights, timm repackaging"),
+    ),
+    "resnet101": BackboneSpec(
+        (3, 4, 23, 3), timm_name="resnet101",
+        in1k=_timm_in1k("timm/resnet101.tv_in1k", "torchvision ResNet-101 ImageNet-1k weights, timm repackaging"),
+    ),
+    "se_resnext101": BackboneSpec(
+        (3, 4, 23, 3), 32, 4, True, timm_name="seresnext101_32x4d",
+        in1k=_timm_in1k(
+            "timm/seresnext101_32x4d.gluon_in1k", "Gluon SE-ResNeXt-101 32x4d ImageNet-1k weights, timm repackaging"
+        ),
+    ),
     "resnet50_ibn": BackboneSpec((3, 4, 6, 3), ibn=True),
     "resnet101_ibn": BackboneSpec((3, 4, 23, 3), ibn=True),
 }
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def in1k_cfg(backbone: str) -> PretrainedCfg:
+    """The ``.in1k`` config of a model on ``backbone``: its ImageNet backbone checkpoint.
+
+    The checkpoint holds only backbone tensors; a model's heads are initialised.
+
+    Example:
+        >>> in1k_cfg("resnet50").hf_hub_id
+        'timm/resnet50.tv_in1k'
+    """
+    cfg = _spec(backbone).in1k
+    if cfg is None:
+        raise ValueError(f"backbone {backbone!r} has no ImageNet checkpoint")
+    return cfg
 
 
 def create_backbone(name: str, last_stride: int = 1, stem_pool: str = "pad1") -> ResNet:
@@ -278,9 +334,7 @@ def create_backbone(name: str, last_stride: int = 1, stem_pool: str = "pad1") ->
         >>> type(create_backbone("resnet50_ibn").layer1[0].bn1).__name__
         'IBN'
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    spec = BACKBONES[name]
+    spec = _spec(name)
     return ResNet(spec.layers, spec.cardinality, spec.base_width, spec.use_se, last_stride, spec.ibn, stem_pool)
 
 
@@ -291,9 +345,7 @@ def create_bottleneck(name: str, inplanes: int, planes: int) -> Bottleneck:
         >>> create_bottleneck("resnet50", 2048, 512)(torch.randn(2, 2048, 4, 4)).shape
         torch.Size([2, 2048, 4, 4])
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    spec = BACKBONES[name]
+    spec = _spec(name)
     block = Bottleneck(inplanes, planes, 1, None, spec.cardinality, spec.base_width, spec.use_se)
     init_weights(block)
     return block

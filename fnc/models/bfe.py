@@ -16,9 +16,8 @@ from torch import nn
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg
-from ._pretrained import in1k_cfg
 from ._registry import register_model
-from .backbones import create_backbone, create_bottleneck, run_blocks
+from .backbones import create_backbone, create_bottleneck, in1k_cfg, run_blocks
 from .heads import BatchDrop, BNNeck, BranchOutput, Reduction
 
 __all__ = ["BFE"]

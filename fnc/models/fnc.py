@@ -19,10 +19,9 @@ from torch import nn
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg
-from ._pretrained import in1k_cfg
 from ._registry import register_model
 from .attention import CAB, SAB
-from .backbones import create_backbone, init_weights, run_blocks
+from .backbones import create_backbone, in1k_cfg, init_weights, run_blocks
 from .heads import BNNeck, BranchOutput, Reduction
 
 __all__ = ["FNC", "AttentionBranch"]

@@ -23,9 +23,8 @@ from torch import nn
 
 from ._base import ReIDModel
 from ._builder import build_model_with_cfg
-from ._pretrained import in1k_cfg
 from ._registry import register_model
-from .backbones import create_backbone, init_weights, run_blocks
+from .backbones import create_backbone, in1k_cfg, init_weights, run_blocks
 from .heads import BNNeck, BranchOutput
 
 __all__ = ["MGN", "MGNBranch", "MGNHead"]

@@ -1,0 +1,97 @@
+"""``create_model``: a registered name, a Hub repo, a folder or a file, to a model with its weights.
+
+The factory resolves the source (:func:`~fnc.models._builder.resolve_source`) and calls the
+architecture's registered entry point, which builds through
+:func:`~fnc.models._builder.build_model_with_cfg`; ``ReIDModel.from_pretrained`` comes here too.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from ._builder import WeightSource, resolve_source
+from ._hub import HubOptions
+from ._loader import CheckpointMismatchError
+from ._registry import model_entrypoint
+
+__all__ = ["create_model", "create_model_from_source"]
+
+
+def create_model_from_source(source: WeightSource, expected_cls: type | None = None, **kwargs: Any) -> nn.Module:
+    """Build ``source``'s architecture through its entry point and load its weights.
+
+    Args:
+        source: from :func:`~fnc.models._builder.resolve_source`.
+        expected_cls: raise unless the model is an instance of this class
+            (``FNC.from_pretrained`` on a BFE checkpoint).
+        **kwargs: architecture arguments; they override those the source records.
+
+    Raises:
+        CheckpointMismatchError: the model is not an ``expected_cls``.
+
+    Example:
+        >>> from fnc.models._builder import resolve_source
+        >>> create_model_from_source(resolve_source("baseline_resnet50"), num_classes=3).num_classes
+        3
+    """
+    cfg = source.cfg
+    args = {**source.model_args, **kwargs}
+    model = model_entrypoint(cfg.architecture)(pretrained=source.load, pretrained_cfg=cfg, hub=source.hub, **args)
+    if expected_cls is not None and not isinstance(model, expected_cls):
+        where = cfg.file if cfg.file is not None else f"hf-hub:{cfg.hf_hub_id}"
+        raise CheckpointMismatchError(
+            f"{where!r} holds a {cfg.architecture} checkpoint ({type(model).__name__}), not a "
+            f"{expected_cls.__name__}; load it with fnc.create_model(...) or "
+            f"{type(model).__name__}.from_pretrained(...)"
+        )
+    return model
+
+
+def create_model(
+    model_name: str | None = None,
+    pretrained: bool = False,
+    num_classes: int = 0,
+    checkpoint_path: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Create a registered model by name, timm-style, with weights from the Hub or a local file.
+
+    Args:
+        model_name: ``arch`` or ``arch.tag`` (see :func:`fnc.list_models`), or
+            ``"hf-hub:org/repo"`` / ``"hf-hub:org/repo@revision"`` for a checkpoint published
+            with ``push_to_hub`` (its config names the architecture; its weights are always
+            loaded). May be omitted when ``checkpoint_path`` is a ``save_pretrained`` folder.
+        pretrained: load the tag's weights (the default tag when none is given): today each
+            model's ``.in1k`` ImageNet backbone from timm's Hub repos; heads are initialised.
+        num_classes: identities of the classifier; 0 = none (feature extractor). A checkpoint's
+            classifier of another size is dropped and re-initialised (said in the log).
+        checkpoint_path: a local ``.safetensors`` file (timm backbone or whole model) or a folder
+            written by ``save_pretrained``; used instead of the Hub.
+        cache_dir: Hugging Face cache folder (default: HF_HUB_CACHE).
+        revision: branch, tag or commit of the Hub repo.
+        **kwargs: architecture arguments such as ``last_stride``, ``separate``, ``fuse``.
+
+    Returns:
+        The model, in train mode like any new ``nn.Module``.
+
+    Raises:
+        PretrainedNotFoundError: no such repo, revision, file, or cached copy when offline.
+        UnsafeCheckpointError: a pickle checkpoint (refused, never unpickled).
+        CorruptCheckpointError: a truncated or corrupted safetensors file.
+        CheckpointMismatchError: weights of another architecture (missing / unexpected keys).
+
+    Example:
+        >>> import fnc, torch
+        >>> model = fnc.create_model("fnc_resnet50", num_classes=10).eval()
+        >>> model(torch.randn(2, 3, 64, 64)).shape
+        torch.Size([2, 1536])
+        >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
+    """
+    hub = HubOptions(revision=revision, cache_dir=cache_dir)
+    source = resolve_source(model_name, pretrained, checkpoint_path, hub)
+    return create_model_from_source(source, num_classes=num_classes, **kwargs).train()
