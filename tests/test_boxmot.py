@@ -103,7 +103,7 @@ def test_other_appearance_trackers_call_the_model(model, sequence, name, options
     assert len(reid.calls) >= 1
 
 
-@pytest.mark.parametrize("name", ["ByteTrack", "OcSort"])
+@pytest.mark.parametrize("name", ["ByteTrack", "OcSort", "SFSORT"])
 def test_motion_only_trackers_refuse_a_reid_model(model, name):
     # What the docstring says: these use no appearance, and boxmot says so rather than ignoring it.
     with pytest.raises(TypeError, match="reid_model"):

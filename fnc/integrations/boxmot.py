@@ -6,7 +6,8 @@ boxmot's appearance trackers accept any object with ``get_features(boxes, image)
     from boxmot import BotSort
     from fnc.integrations.boxmot import AppearanceModel
 
-    tracker = BotSort(reid_model=AppearanceModel("hf-hub:org/vehicle-reid"))
+    reid = AppearanceModel("runs/veri/best", device="cuda")  # a fnc-reid train folder, or "hf-hub:org/repo"
+    tracker = BotSort(reid_model=reid)
     tracks = tracker.update(detections, frame_bgr)  # detections: (N, 6) x1, y1, x2, y2, conf, cls
 
 This module never imports boxmot: it only implements the one method boxmot calls (boxmot is
@@ -26,6 +27,10 @@ Trackers that accept ``reid_model`` (boxmot 25): ``BotSort``, ``StrongSort``, ``
 appearance and refuse the argument. Leave the tracker's own ``device`` / ``half`` /
 ``reid_weights`` / ``reid_preprocess`` at their defaults: boxmot refuses them together with
 ``reid_model``; the device is chosen here, with ``AppearanceModel(..., device="cuda")``.
+Construct the tracker class itself: ``boxmot.create_tracker(TrackerSpec(...))`` takes
+algorithm options only and refuses ``reid_model``. The C++ variants (``NativeBotSortTracker``,
+``NativeOccluBoostTracker``) take ``reid_model`` through the same code path, but need a local
+CMake build of boxmot's native code and are not covered by fnc-reid's tests.
 """
 
 from __future__ import annotations
