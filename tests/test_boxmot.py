@@ -222,3 +222,18 @@ def test_example_tracks_a_synthetic_road(tmp_path):
     dets = track_vehicles.read_mot_detections(str(det_path))
     assert sum(len(d) for d in dets.values()) == 85 and dets[1].shape == (2, 6)  # the blue car enters at frame 3
     np.testing.assert_allclose(dets[30], track_vehicles.synthetic_sequence()[1][29], atol=0.11)  # 0.1 px text
+
+
+def test_interpolation_comes_from_the_config(model):
+    frame = np.random.default_rng(4).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    box = [[20, 30, 180, 150]]
+    bilinear = AppearanceModel(model).get_features(box, frame)
+    original = model.pretrained_cfg
+    try:
+        model.pretrained_cfg = dataclasses.replace(original, interpolation="bicubic")
+        assert np.abs(AppearanceModel(model).get_features(box, frame) - bilinear).max() > 1e-4
+        model.pretrained_cfg = dataclasses.replace(original, interpolation="lanczos3")
+        with pytest.raises(ValueError, match="interpolation 'lanczos3'"):
+            AppearanceModel(model)
+    finally:
+        model.pretrained_cfg = original

@@ -162,8 +162,8 @@ class AppearanceModel:
         self.model = model
         self.batch_size = int(batch_size)
         self._transform = _preprocessing(model)
-        cfg = getattr(model, "pretrained_cfg", None) or PretrainedCfg()
-        self.input_size: tuple[int, int] = tuple(int(s) for s in cfg.input_size[-2:])  # type: ignore[assignment]
+        # Read back from the transform so the config has one reader.
+        self.input_size: tuple[int, int] = tuple(self._transform(np.zeros((1, 1, 3), np.uint8)).shape[1:])
 
     def __repr__(self) -> str:
         name = getattr(getattr(self.model, "pretrained_cfg", None), "name", "") or type(self.model).__name__
@@ -217,7 +217,7 @@ class AppearanceModel:
 
         Each box is rounded to whole pixels and clipped to the frame; the crop is converted
         BGR -> RGB, resized to :attr:`input_size` and normalised as ``model.pretrained_cfg``
-        says (the same preprocessing as :func:`fnc.inference.extract` on the crop), then
+        says (for a bilinear config, exactly :func:`fnc.inference.extract` on the crop), then
         embedded in batches of :attr:`batch_size` under ``torch.inference_mode``. A box with no
         pixel inside the frame still gets a row, from a black crop.
 
