@@ -13,3 +13,21 @@ from fnc.export import export_onnx
 from fnc.inference import extract, list_images
 from fnc.models import create_model, get_pretrained_cfg, list_models
 from fnc.rerank import re_ranking, rerank
+
+__all__ = [
+    "EvalResult",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "export_onnx",
+    "extract",
+    "fit",
+    "get_pretrained_cfg",
+    "list_images",
+    "list_models",
+    "re_ranking",
+    "rerank",
+    "viz",
+]
