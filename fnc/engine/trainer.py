@@ -81,7 +81,11 @@ class Trainer:
     """Train a re-ID model with the paper's recipe; checkpoint, evaluate, resume.
 
     Construction prepares everything (classifier sized to the training identities, data loader,
-    Ranger, schedule, DDP when launched by ``torchrun``); :meth:`fit` runs the epochs.
+    Ranger, schedule, DDP when launched by ``torchrun``); :meth:`fit` runs the epochs. Each part
+    comes from a build step a subclass can override, as fast-reid's ``DefaultTrainer.build_*``:
+    :meth:`setup_runtime`, :meth:`build_model`, :meth:`build_train_loader`,
+    :meth:`build_optimizer`, :meth:`build_scheduler`, :meth:`build_criterion`; evaluation is
+    :meth:`evaluate`.
 
     Args:
         model: a fnc-reid model, e.g. ``fnc.create_model("fnc_se_resnext101", pretrained=True)``.
@@ -102,6 +106,9 @@ class Trainer:
     Example:
         >>> import fnc
         >>> from fnc.engine import Trainer
+        >>> class SGDTrainer(Trainer):
+        ...     def build_optimizer(self, model):
+        ...         return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
         >>> trainer = Trainer(model, "veri:/data/VeRi", "runs/veri", epochs=120)  # doctest: +SKIP
         >>> trainer.fit()  # doctest: +SKIP

@@ -39,7 +39,7 @@ def metrics_dict(result: EvalResult, suffix: str = "") -> dict[str, float]:
     A gallery shorter than 10 gives rank-k of its last CMC entry for larger k.
 
     >>> import numpy as np
-    >>> r = evaluate(np.array([[0.1, 0.9]]), np.array([1]), np.array([1, 2]), np.array([0]), np.array([1]))
+    >>> r = evaluate(np.array([[0.1, 0.9]]), np.array([1]), np.array([1, 2]), np.array([0]), np.array([1, 1]))
     >>> metrics_dict(r)["rank1"]
     1.0
     """
