@@ -6,10 +6,28 @@ Implements "Further Non-local and Channel Attention Networks for Vehicle Re-iden
 
 __version__ = "0.1.0"
 
-from .models import create_model, get_pretrained_cfg, list_models
-from .rerank import re_ranking, rerank
-from .evaluation import evaluate, EvalResult
-from .inference import extract, list_images
-from .export import export_onnx
-from .engine import TrainConfig, Trainer, fit
-from . import viz
+from fnc import viz
+from fnc.engine import TrainConfig, Trainer, fit
+from fnc.evaluation import EvalResult, evaluate
+from fnc.export import export_onnx
+from fnc.inference import extract, list_images
+from fnc.models import create_model, get_pretrained_cfg, list_models
+from fnc.rerank import re_ranking, rerank
+
+__all__ = [
+    "EvalResult",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "create_model",
+    "evaluate",
+    "export_onnx",
+    "extract",
+    "fit",
+    "get_pretrained_cfg",
+    "list_images",
+    "list_models",
+    "re_ranking",
+    "rerank",
+    "viz",
+]

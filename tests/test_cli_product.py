@@ -176,7 +176,7 @@ def test_rerank_user_mistakes(tmp_path, capsys):
 def test_push_publishes_a_loadable_checkpoint(hub, tmp_path):
     torch.manual_seed(0)
     model = fnc.create_model("baseline_resnet50", num_classes=3).eval()
-    model.save_pretrained(tmp_path / "ckpt", dataset="veri776", metrics={"mAP": 12.5})
+    model.save_pretrained(tmp_path / "ckpt", dataset="veri776", metrics={"mAP": 0.125})
     proc = cli("push", tmp_path / "ckpt", "test-user/cli-push", "--message", "from the CLI")
     assert proc.returncode == 0, proc.stderr
     assert "hf-hub:test-user/cli-push" in proc.stdout

@@ -143,3 +143,24 @@ def test_help(capsys, command, flag):
         main([command, "--help"])
     assert exc.value.code == 0
     assert flag in capsys.readouterr().out
+
+
+def test_a_failure_inside_the_job_is_exit_1_with_its_traceback(capsys):
+    # A ValueError while the job runs is fnc-reid failing, not a mistake on the command line.
+    from fnc.cli._common import job, reported
+
+    @reported("train")
+    def run(args):
+        with job():
+            raise ValueError("loss is nan at step 3")
+
+    assert run(None) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == "fnc-reid train: failed: loss is nan at step 3"
+
+    @reported("train")
+    def mistake(args):
+        raise ValueError("--batch-size must be >= 1")
+
+    assert mistake(None) == 2
+    assert capsys.readouterr().err == "fnc-reid train: error: --batch-size must be >= 1\n"

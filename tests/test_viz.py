@@ -91,3 +91,26 @@ def test_attention_map_on_fnc(fnc_model, tmp_path):
 def test_attention_map_rejects_models_without_attention():
     with pytest.raises(TypeError, match="needs an FNC model"):
         attention_map(fnc.create_model("baseline_resnet50"), np.zeros((8, 8, 3), np.uint8))
+
+
+@pytest.mark.parametrize("separate", [True, False])
+def test_fnc_attention_is_what_its_blocks_compute(separate):
+    # Oracle: the two branches run stage by stage by hand, then the blocks' own maps; with a
+    # shared res4 (separate=False) the branch stages are empty and the trunk runs layer4.
+    torch.manual_seed(0)
+    model = fnc.models.FNC("resnet50", separate=separate).eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        maps = model.attention(x)
+        trunk = model.backbone(x)
+        s_in = model.spatial.layer4(model.spatial.layer3(trunk))
+        c_in = model.channel.layer4(model.channel.layer3(trunk))
+        torch.testing.assert_close(maps.sab_input, s_in, rtol=0, atol=0)
+        torch.testing.assert_close(maps.cab_input, c_in, rtol=0, atol=0)
+        torch.testing.assert_close(maps.sab_attention, model.spatial.attention.attention_map(s_in))
+        torch.testing.assert_close(maps.cab_mask, model.channel.attention.channel_mask(c_in))
+    assert maps.sab_attention.shape == (2, 12, 12)
+    torch.testing.assert_close(maps.sab_attention.sum(-1), torch.ones(2, 12))
+    # The hooks are gone afterwards: a plain forward leaves nothing behind.
+    assert not model.spatial.attention._forward_pre_hooks and not model.channel.attention._forward_pre_hooks
+

@@ -1,7 +1,8 @@
 """Training: ``Trainer`` / ``fit`` with the paper's recipe, atomic resumable checkpoints, DDP under
-``torchrun``, and the evaluation hook.
+``torchrun``, and publishing a checkpoint folder to the Hub.
 
-The one place that imports everything (models, data, losses, optim, evaluation).
+The one layer that imports everything (models, data, losses, optim, evaluation, inference); only
+the command line imports it.
 
 >>> import fnc
 >>> from fnc.engine import fit
@@ -9,13 +10,25 @@ The one place that imports everything (models, data, losses, optim, evaluation).
 >>> trainer = fit(model, "veri:/data/VeRi", "runs/veri")  # doctest: +SKIP
 """
 
-from fnc.engine.checkpoint import CheckpointError, load_state_tree, read_checkpoint, recover_checkpoint, verify_checkpoint
+from fnc.engine.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    load_state_tree,
+    read_checkpoint,
+    recover_checkpoint,
+    verify_checkpoint,
+)
+from fnc.engine.config import TrainConfig
 from fnc.engine.distributed import SyncBatchNorm, convert_sync_batchnorm, gather_with_grad, init_distributed
-from fnc.engine.evaluator import evaluate_model, infer_protocol
-from fnc.engine.trainer import TrainConfig, Trainer, fit
+from fnc.engine.publish import push_checkpoint
+from fnc.engine.trainer import Trainer, fit
+from fnc.evaluation.model import evaluate_model, infer_protocol
 
 __all__ = [
+    "BEST",
     "CheckpointError",
+    "LAST",
     "SyncBatchNorm",
     "TrainConfig",
     "Trainer",
@@ -26,6 +39,7 @@ __all__ = [
     "infer_protocol",
     "init_distributed",
     "load_state_tree",
+    "push_checkpoint",
     "read_checkpoint",
     "recover_checkpoint",
     "verify_checkpoint",

@@ -36,12 +36,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file, save_model
 
+from fnc.models._hub import CONFIG_NAME, WEIGHTS_NAME
+
 __all__ = [
+    "BEST",
+    "CONFIG_FILE",
     "CheckpointError",
+    "LAST",
     "MODEL_FILE",
     "STATE_FILE",
     "TENSORS_FILE",
     "atomic_folder",
+    "checkpoint_pending",
     "get_rng_state",
     "load_state_tree",
     "read_checkpoint",
@@ -54,11 +60,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+# The model files are the Hub layout's, named where the models define it.
+MODEL_FILE = WEIGHTS_NAME
+CONFIG_FILE = CONFIG_NAME
 STATE_FILE = "trainer_state.json"
 TENSORS_FILE = "training_state.safetensors"
 FORMAT_VERSION = 1
+#: The folders a training run writes under its output folder: resumable, and best by mAP.
+LAST = "last"
+BEST = "best"
 
 
 class CheckpointError(RuntimeError):
@@ -135,7 +145,7 @@ def load_state_tree(folder: str | Path, meta: dict[str, Any] | None = None) -> d
     folder = Path(folder)
     meta = verify_checkpoint(folder) if meta is None else meta
     if not meta.get("resumable"):
-        raise CheckpointError(f"{folder} holds a model only (no training state); resume from the run's 'last' folder")
+        raise CheckpointError(f"{folder} holds a model only (no training state); resume from the run's {LAST!r} folder")
     tensors = load_file(str(folder / TENSORS_FILE), device="cpu")
     return _unflatten(meta["state"], tensors)
 
@@ -240,6 +250,16 @@ def atomic_folder(final: str | Path, write: Callable[[Path], None], meta: dict[s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def checkpoint_pending(final: str | Path) -> bool:
+    """Whether a checkpoint is at ``final`` or waits to be restored there by :func:`recover_checkpoint`.
+
+    >>> checkpoint_pending("runs/none/last")
+    False
+    """
+    final = Path(final)
+    return final.exists() or _old_name(final).exists()
 
 
 def recover_checkpoint(final: str | Path) -> Path | None:

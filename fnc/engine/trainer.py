@@ -1,4 +1,4 @@
-"""Training: the paper's recipe (FNC Sec. 3.4, 4.2; ``SPEC.md``) as a small ``Trainer`` and ``fit``.
+"""Training: the paper's recipe (FNC Sec. 3.4, 4.2) as a small ``Trainer`` and ``fit``.
 
 One epoch = P x K batches from :class:`~fnc.data.PKSampler` -> forward (AMP on GPU) -> Eq. 7 loss
 -> Ranger step; after it the warm-up / step schedule advances, the model is evaluated every
@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
-from fnc.data import ImageDataset, PKSampler, ReIDDataset, build_transforms, read_dataset
+from fnc.data.dataset import ImageDataset
+from fnc.data.records import ReIDDataset
+from fnc.data.registry import read_dataset
+from fnc.data.sampler import PKSampler
+from fnc.data.transforms import build_transforms
 from fnc.engine.checkpoint import (
+    BEST,
+    LAST,
     MODEL_FILE,
     CheckpointError,
     get_rng_state,
@@ -41,10 +45,14 @@ from fnc.engine.checkpoint import (
     save_training_folder,
     set_rng_state,
 )
+from fnc.engine.config import TrainConfig
 from fnc.engine.distributed import DistInfo, convert_sync_batchnorm, gather_with_grad, init_distributed
-from fnc.engine.evaluator import evaluate_model, infer_protocol
-from fnc.losses import ReIDLoss
-from fnc.optim import Ranger, build_scheduler
+from fnc.engine.publish import push_checkpoint
+from fnc.evaluation.model import evaluate_model, infer_protocol
+from fnc.inference.preprocess import resolve_data_config
+from fnc.losses.reid import ReIDLoss
+from fnc.optim.ranger import Ranger
+from fnc.optim.scheduler import build_scheduler as warmup_multistep
 
 __all__ = ["TrainConfig", "Trainer", "fit"]
 
@@ -52,102 +60,6 @@ logger = logging.getLogger(__name__)
 
 # Fields that may change between a run and its resume without changing what is computed.
 _RESUME_FREE = {"epochs", "eval_every", "num_workers", "device", "progress", "rerank", "eval_batch_size"}
-
-
-@dataclass
-class TrainConfig:
-    """The training recipe. Defaults are the paper's (SPEC "Losses and recipe"); all are arguments.
-
-    Attributes:
-        epochs: epochs to train (paper: 120).
-        batch_size: global P x K batch (paper: 64 = 16 identities x 4 images).
-        num_instances: K, images per identity in a batch (paper: 4).
-        input_size: (H, W) of training and evaluation images; ``None`` = the model's
-            ``pretrained_cfg`` (288 x 384, the paper's).
-        lr: peak learning rate of Ranger (paper: 3.5e-4).
-        warmup_epochs: linear warm-up epochs from ``warmup_factor * lr`` (paper: 10, from 3.5e-5).
-        warmup_factor: lr multiplier at epoch 0 (paper: 0.1).
-        milestones: epochs at which the lr is multiplied by ``gamma`` (paper: 40 and 70).
-        gamma: step decay factor (paper: 0.1).
-        weight_decay: decoupled weight decay of Ranger. The paper gives none; SPEC says to follow
-            BoT, whose value is 5e-4 (applied here the Ranger / AdamW way, scaled by the lr).
-        betas: Ranger's (RAdam's) moment coefficients (reference Ranger: 0.95, 0.999).
-        lookahead_k: Lookahead synchronisation period in steps (Ranger: 6).
-        lookahead_alpha: Lookahead slow-weight step (Ranger: 0.5).
-        id_weight: lambda of Eq. 7, weight of the summed ID losses (paper: 2).
-        triplet_weight: weight of the summed triplet losses (paper: 1).
-        margin: batch-hard triplet margin (BoT's 0.3; the paper gives none); ``None`` = soft margin.
-        label_smoothing: eps of the ID loss (paper: 0.1).
-        flip_p: horizontal flip probability (paper: 0.5).
-        padding: zero padding before the random crop, pixels (BoT: 10).
-        erase_p: random erasing probability (paper: 0.5).
-        seed: seeds Python, NumPy and torch (``seed + rank`` under DDP) and the P x K sampler.
-        eval_every: evaluate every this many epochs, and always after the last (0: only after the
-            last). Needs query / gallery data.
-        rerank: also report k-reciprocal re-ranked metrics (``*_rerank``) when evaluating; the
-            best checkpoint is still chosen by plain mAP.
-        rerank_k1: re-ranking k1 (paper: 75).
-        rerank_k2: re-ranking k2 (paper: 10).
-        rerank_lambda: re-ranking lambda (paper: 0.1).
-        protocol: evaluation protocol, ``"veri"`` or ``"aic"``; ``None`` = ``"aic"`` for
-            CityFlow data, else ``"veri"``.
-        eval_batch_size: images per forward pass when evaluating.
-        amp: mixed precision; ``None`` = on for CUDA, off on CPU (bfloat16 where the GPU supports
-            it, else float16 with a gradient scaler).
-        grad_checkpointing: recompute block activations in backward to save memory.
-        sync_bn: under DDP, BatchNorm statistics over the global batch instead of each rank's slice.
-        num_workers: DataLoader worker processes.
-        device: ``"cuda"``, ``"cpu"``, ...; ``None`` = CUDA if available (``cuda:LOCAL_RANK`` under DDP).
-        deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN autotuning; slower on GPU.
-        progress: tqdm progress bar (rank 0 only).
-    """
-
-    epochs: int = 120
-    batch_size: int = 64
-    num_instances: int = 4
-    input_size: tuple[int, int] | None = None
-    lr: float = 3.5e-4
-    warmup_epochs: int = 10
-    warmup_factor: float = 0.1
-    milestones: tuple[int, ...] = (40, 70)
-    gamma: float = 0.1
-    weight_decay: float = 5e-4
-    betas: tuple[float, float] = (0.95, 0.999)
-    lookahead_k: int = 6
-    lookahead_alpha: float = 0.5
-    id_weight: float = 2.0
-    triplet_weight: float = 1.0
-    margin: float | None = 0.3
-    label_smoothing: float = 0.1
-    flip_p: float = 0.5
-    padding: int = 10
-    erase_p: float = 0.5
-    seed: int = 0
-    eval_every: int = 10
-    rerank: bool = False
-    rerank_k1: int = 75
-    rerank_k2: int = 10
-    rerank_lambda: float = 0.1
-    protocol: str | None = None
-    eval_batch_size: int = 64
-    amp: bool | None = None
-    grad_checkpointing: bool = False
-    sync_bn: bool = False
-    num_workers: int = 4
-    device: str | None = None
-    deterministic: bool = False
-    progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able copy (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are ignored (a newer version's extra settings)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
-        return cls(**kept)
 
 
 def _seed_everything(seed: int) -> None:
@@ -169,7 +81,11 @@ class Trainer:
     """Train a re-ID model with the paper's recipe; checkpoint, evaluate, resume.
 
     Construction prepares everything (classifier sized to the training identities, data loader,
-    Ranger, schedule, DDP when launched by ``torchrun``); :meth:`fit` runs the epochs.
+    Ranger, schedule, DDP when launched by ``torchrun``); :meth:`fit` runs the epochs. Each part
+    comes from a build step a subclass can override, as fast-reid's ``DefaultTrainer.build_*``:
+    :meth:`setup_runtime`, :meth:`build_model`, :meth:`build_train_loader`,
+    :meth:`build_optimizer`, :meth:`build_scheduler`, :meth:`build_criterion`; evaluation is
+    :meth:`evaluate`.
 
     Args:
         model: a fnc-reid model, e.g. ``fnc.create_model("fnc_se_resnext101", pretrained=True)``.
@@ -190,6 +106,9 @@ class Trainer:
     Example:
         >>> import fnc
         >>> from fnc.engine import Trainer
+        >>> class SGDTrainer(Trainer):
+        ...     def build_optimizer(self, model):
+        ...         return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
         >>> trainer = Trainer(model, "veri:/data/VeRi", "runs/veri", epochs=120)  # doctest: +SKIP
         >>> trainer.fit()  # doctest: +SKIP
@@ -210,8 +129,8 @@ class Trainer:
         if cfg.input_size is not None:
             cfg.input_size = tuple(int(s) for s in cfg.input_size)
         self.config = cfg
-        self.data = read_dataset(data) if isinstance(data, str) else data
-        eval_source = self.data if eval_data is None else (read_dataset(eval_data) if isinstance(eval_data, str) else eval_data)
+        self.data = _as_dataset(data)
+        eval_source = self.data if eval_data is None else _as_dataset(eval_data)
         self.eval_data = eval_source if eval_source.query and eval_source.gallery else None
         self.output_dir = None if output_dir is None else Path(output_dir)
         if cfg.epochs < 1:
@@ -219,58 +138,26 @@ class Trainer:
         if not self.data.train:
             raise ValueError(f"{self.data.name or 'the dataset'} has no training images")
 
-        self.device = _pick_device(cfg.device, DistInfo())
-        self.dist = init_distributed(self.device)
-        self.device = _pick_device(cfg.device, self.dist)
-        _seed_everything(cfg.seed + self.dist.rank)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-
-        # --- model
-        num_ids = self.data.num_train_pids
-        if getattr(model, "num_classes", num_ids) != num_ids:
-            logger.info("classifier reset from %d to %d identities", model.num_classes, num_ids)
-            model.reset_classifier(num_ids)
-        if cfg.grad_checkpointing:
-            model.set_grad_checkpointing(True)
-        if cfg.sync_bn and self.dist.distributed:
-            model = convert_sync_batchnorm(model, self.device)
-        self.model = model.to(self.device)
+        self.device, self.dist = self.setup_runtime()
+        self.model = self.build_model(model)
         self._param_dtype = next(self.model.parameters()).dtype
         self._net: nn.Module = self.model
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._net = DistributedDataParallel(self.model, device_ids=ids)
-        pcfg = getattr(model, "pretrained_cfg", None)
-        self.input_size = cfg.input_size or (tuple(pcfg.input_size[1:]) if pcfg else DEFAULT_INPUT_SIZE[1:])
-        if pcfg is not None and tuple(pcfg.input_size[1:]) != self.input_size:
+        self.data_config = resolve_data_config(self.model, cfg.input_size)
+        self.input_size = self.data_config.hw
+        pcfg = getattr(self.model, "pretrained_cfg", None)
+        if pcfg is not None and tuple(pcfg.input_size) != self.data_config.input_size:
             # Saved checkpoints then say the size the weights were trained at, and loading them
             # (create_model(checkpoint_path=...), fnc.extract) uses it by default.
-            self.model.pretrained_cfg = dataclasses.replace(pcfg, input_size=(3, *self.input_size))
-        mean = pcfg.mean if pcfg else IMAGENET_MEAN
-        std = pcfg.std if pcfg else IMAGENET_STD
+            self.model.pretrained_cfg = dataclasses.replace(pcfg, input_size=self.data_config.input_size)
 
-        # --- data
-        transform = build_transforms(self.input_size, mean, std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p)
-        self.sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed)
-        # Not persistent: each epoch's workers are seeded from the (checkpointed) torch RNG,
-        # which is what makes a resumed run reproduce an uninterrupted one.
-        self.loader = DataLoader(
-            ImageDataset(self.data.train, transform),
-            batch_size=self.sampler.local_batch_size,
-            sampler=self.sampler,
-            num_workers=cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
-
-        # --- optimisation
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = Ranger(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, k=cfg.lookahead_k, alpha=cfg.lookahead_alpha)
-        self.scheduler = build_scheduler(self.optimizer, cfg.warmup_epochs, cfg.milestones, cfg.gamma, cfg.warmup_factor)
-        self.criterion = ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
+        self.loader = self.build_train_loader()
+        self.sampler = self.loader.sampler
+        self.optimizer = self.build_optimizer(self.model)
+        self.scheduler = self.build_scheduler(self.optimizer)
+        self.criterion = self.build_criterion()
         self.amp = (self.device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
         bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
@@ -282,6 +169,98 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_metrics: dict[str, float] = {}
         self.best_epoch: int | None = None
+
+    # ------------------------------------------------------------------ build steps
+    # Called once each by __init__, in this order; override one in a subclass to change that part
+    # of the recipe (as fast-reid's DefaultTrainer.build_*). They may read self.config, self.data,
+    # self.device and self.dist; build_train_loader and later also self.model and self.data_config.
+
+    def setup_runtime(self) -> tuple[torch.device, DistInfo]:
+        """The device and the process group (DDP under ``torchrun``); seeds the RNGs.
+
+        Returns:
+            ``(device, dist)``.
+        """
+        cfg = self.config
+        dist_info = init_distributed(_pick_device(cfg.device, DistInfo()))
+        device = _pick_device(cfg.device, dist_info)
+        _seed_everything(cfg.seed + dist_info.rank)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        return device, dist_info
+
+    def build_model(self, model: nn.Module) -> nn.Module:
+        """Prepare the model: classifier sized to the training identities, on the device.
+
+        Args:
+            model: the model given to the trainer.
+
+        Returns:
+            The (unwrapped) model to train; DDP wraps it afterwards.
+        """
+        cfg = self.config
+        num_ids = self.data.num_train_pids
+        if getattr(model, "num_classes", num_ids) != num_ids:
+            logger.info("classifier reset from %d to %d identities", model.num_classes, num_ids)
+            model.reset_classifier(num_ids)
+        if cfg.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        if cfg.sync_bn and self.dist.distributed:
+            model = convert_sync_batchnorm(model, self.device)
+        return model.to(self.device)
+
+    def build_train_loader(self) -> DataLoader:
+        """P x K batches of augmented training images.
+
+        Returns:
+            A DataLoader whose ``sampler`` has ``set_epoch``, ``state_dict`` and
+            ``load_state_dict`` (checkpoints store its position), as :class:`~fnc.data.PKSampler`.
+        """
+        cfg = self.config
+        dc = self.data_config
+        transform = build_transforms(dc.hw, dc.mean, dc.std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p)
+        sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed)
+        # Not persistent: each epoch's workers are seeded from the (checkpointed) torch RNG,
+        # which is what makes a resumed run reproduce an uninterrupted one.
+        return DataLoader(
+            ImageDataset(self.data.train, transform),
+            batch_size=sampler.local_batch_size,
+            sampler=sampler,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Ranger (RAdam + Lookahead) over the trainable parameters, the paper's optimiser.
+
+        Args:
+            model: the model :meth:`build_model` returned.
+        """
+        cfg = self.config
+        params = [p for p in model.parameters() if p.requires_grad]
+        return Ranger(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, k=cfg.lookahead_k, alpha=cfg.lookahead_alpha)
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        """Linear warm-up, then step decay at the milestones; stepped once per epoch.
+
+        Args:
+            optimizer: the optimiser :meth:`build_optimizer` returned.
+        """
+        cfg = self.config
+        return warmup_multistep(optimizer, cfg.warmup_epochs, cfg.milestones, cfg.gamma, cfg.warmup_factor)
+
+    def build_criterion(self) -> nn.Module:
+        """Eq. 7: ID (label-smoothed cross-entropy) plus batch-hard triplet loss over the branches.
+
+        Returns:
+            A module called as ``criterion(branches, pids) -> (loss, parts)``, as
+            :class:`~fnc.losses.ReIDLoss`.
+        """
+        cfg = self.config
+        return ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
 
     # ------------------------------------------------------------------ public API
     def fit(self, resume: bool | str | Path = False) -> dict[str, float]:
@@ -296,7 +275,7 @@ class Trainer:
             ``mINP``), or the last epoch's training stats if nothing was evaluated.
         """
         if resume:
-            path = self.output_dir / "last" if resume is True and self.output_dir else Path(resume) if resume is not True else None
+            path = self.output_dir / LAST if resume is True and self.output_dir else Path(resume) if resume is not True else None
             if path is None:
                 raise ValueError("resume=True needs output_dir (or pass the checkpoint folder)")
             found = recover_checkpoint(path) if self._is_main() else path
@@ -308,7 +287,7 @@ class Trainer:
             else:
                 self.load_checkpoint(path)
         elif self.output_dir is not None and self._is_main():
-            recover_checkpoint(self.output_dir / "last")
+            recover_checkpoint(self.output_dir / LAST)
         cfg = self.config
         last_stats: dict[str, Any] = {}
         while self.epoch < cfg.epochs:
@@ -406,7 +385,7 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             return evaluate_model(
                 self.model,
-            data,
+                data,
                 protocol=cfg.protocol or infer_protocol(data),
                 input_size=self.input_size,
                 batch_size=cfg.eval_batch_size,
@@ -469,29 +448,22 @@ class Trainer:
         self.best_epoch = meta.get("best_epoch")
         logger.info("resumed from %s at epoch %d/%d", folder, self.epoch, self.config.epochs)
 
-    def push_to_hub(self, repo_id: str, which: str = "best", **kwargs: Any) -> str:
-        """Publish ``output_dir/<which>`` (``best`` or ``last``) with ``model.push_to_hub``.
+    def push_to_hub(self, repo_id: str, which: str = BEST, **kwargs: Any) -> str:
+        """Publish ``output_dir/<which>`` (``best`` or ``last``) with :func:`~fnc.engine.publish.push_checkpoint`.
 
-        The model card gets the dataset name and the checkpoint's metrics.
+        The model card gets the dataset format and the checkpoint's metrics, as ``fnc-reid push`` does.
 
         Args:
             repo_id: ``org/name`` on the Hub (created if needed; needs HF_TOKEN).
             which: the checkpoint folder to publish.
-            **kwargs: passed to ``push_to_hub`` (``private``, ``license``, ``commit_message``, ...).
+            **kwargs: passed to ``push_checkpoint`` (``private``, ``license``, ``commit_message``, ...).
 
         Returns:
             The commit URL.
         """
-        import fnc
-
         if self.output_dir is None:
             raise ValueError("this trainer has no output_dir to publish from")
-        folder = self.output_dir / which
-        meta = read_checkpoint(folder)
-        model = fnc.create_model(checkpoint_path=folder)
-        kwargs.setdefault("dataset", meta.get("dataset") or None)
-        kwargs.setdefault("metrics", meta.get("metrics") or None)
-        return model.push_to_hub(repo_id, **kwargs)
+        return push_checkpoint(self.output_dir / which, repo_id, **kwargs)
 
     # ------------------------------------------------------------------ internals
     def _is_main(self) -> bool:
@@ -540,10 +512,14 @@ class Trainer:
             if best:
                 # best before last: a crash in between resumes from the previous epoch, which
                 # re-trains this one identically and rewrites best.
-                save_training_folder(self.output_dir / "best", self.model, None, dict(meta, metrics=self.history[-1]), card)
-            save_training_folder(self.output_dir / "last", self.model, state, meta, card)
-            logger.info("saved %s%s", self.output_dir / "last", " and best" if best else "")
+                save_training_folder(self.output_dir / BEST, self.model, None, dict(meta, metrics=self.history[-1]), card)
+            save_training_folder(self.output_dir / LAST, self.model, state, meta, card)
+            logger.info("saved %s%s", self.output_dir / LAST, " and best" if best else "")
         self._barrier()
+
+
+def _as_dataset(data: ReIDDataset | str) -> ReIDDataset:
+    return read_dataset(data) if isinstance(data, str) else data
 
 
 def _loss_input(x: torch.Tensor) -> torch.Tensor:
@@ -557,7 +533,7 @@ def _card_metrics(stats: dict[str, Any]) -> dict[str, float] | None:
 
 
 def _fmt(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items()) or "not evaluated"
+    return ", ".join(f"{k} {v:.2%}" for k, v in metrics.items()) or "not evaluated"
 
 
 def fit(

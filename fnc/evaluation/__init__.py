@@ -1,5 +1,13 @@
-"""Re-identification metrics (mAP, CMC, mINP) under the ``veri`` and ``aic`` protocols."""
+"""Re-identification metrics (mAP, CMC, mINP) under the ``veri`` and ``aic`` protocols, and the
+evaluation of a model on a dataset's query and gallery.
 
-from .rank import EvalResult, evaluate
+:mod:`fnc.evaluation.rank` is the metric code (numpy / torch only, no models);
+:mod:`fnc.evaluation.model` embeds images with a model and scores them.
 
-__all__ = ["EvalResult", "evaluate"]
+>>> from fnc.evaluation import evaluate, evaluate_model  # doctest: +SKIP
+"""
+
+from fnc.evaluation.model import evaluate_model, infer_protocol, metrics_dict
+from fnc.evaluation.rank import EvalResult, evaluate
+
+__all__ = ["EvalResult", "evaluate", "evaluate_model", "infer_protocol", "metrics_dict"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -24,7 +25,20 @@ from .attention import CAB, SAB
 from .backbones import create_backbone, in1k_cfg, init_weights, run_blocks
 from .heads import BNNeck, BranchOutput, Reduction
 
-__all__ = ["FNC", "AttentionBranch"]
+__all__ = ["FNC", "AttentionBranch", "FNCAttention"]
+
+
+class FNCAttention(NamedTuple):
+    """What FNC's two attention blocks compute on one batch (see :meth:`FNC.attention`)."""
+
+    #: (B, C, h, w): the spatial branch's layer4 map, the SAB's input.
+    sab_input: torch.Tensor
+    #: (B, hw, hw): Eq. 1's softmax; row i is position i's distribution over the positions.
+    sab_attention: torch.Tensor
+    #: (B, C, h, w): the channel branch's layer4 map, the CAB's input.
+    cab_input: torch.Tensor
+    #: (B, C, h, w): Eq. 3's ``sigmoid(SE(x_raw))``, the gate the CAB applies.
+    cab_mask: torch.Tensor
 
 
 class AttentionBranch(nn.Module):
@@ -135,6 +149,43 @@ class FNC(ReIDModel):
     def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         x = self.backbone(x)
         return torch.cat([self.spatial(x), self.channel(x)], dim=1)
+
+    def attention(self, x: torch.Tensor) -> FNCAttention:
+        """The SAB attention and CAB mask of ``x``, taken from one ordinary forward pass.
+
+        Forward pre-hooks on the two attention blocks record their inputs while the model runs
+        as it always does (in its current train / eval mode), so the maps are those of the real
+        modules, whatever the layout (separate or shared res4).
+
+        Args:
+            x: (B, 3, H, W) preprocessed images.
+
+        Returns:
+            :class:`FNCAttention` with the blocks' inputs, the SAB's (B, hw, hw) attention and
+            the CAB's (B, C, h, w) channel mask.
+
+        Example:
+            >>> model = FNC("resnet50").eval()
+            >>> maps = model.attention(torch.randn(1, 3, 64, 64))
+            >>> maps.sab_attention.shape, maps.cab_mask.shape
+            (torch.Size([1, 16, 16]), torch.Size([1, 2048, 4, 4]))
+        """
+        seen: dict[str, torch.Tensor] = {}
+        sab, cab = self.spatial.attention, self.channel.attention
+
+        def record(name: str):
+            def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+                seen[name] = args[0]
+
+            return hook
+
+        handles = [sab.register_forward_pre_hook(record("sab")), cab.register_forward_pre_hook(record("cab"))]
+        try:
+            self(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return FNCAttention(seen["sab"], sab.attention_map(seen["sab"]), seen["cab"], cab.channel_mask(seen["cab"]))
 
 
 def _create_fnc(variant: str, pretrained: bool = False, **kwargs) -> FNC:

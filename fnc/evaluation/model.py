@@ -1,4 +1,7 @@
-"""The training loop's evaluation hook: embed query and gallery, rank, score (optionally re-ranked).
+"""Evaluation of a model on a dataset: embed query and gallery, rank, score (optionally re-ranked).
+
+Used by the trainer's evaluation hook and ``fnc-reid eval``; the metric code itself is
+:mod:`fnc.evaluation.rank`, which knows nothing of models.
 
 Features are the model's eval embeddings, L2-normalised (BoT's ``FEAT_NORM``), compared by
 Euclidean distance; re-ranking is :func:`fnc.rerank.rerank` on the same features.
@@ -12,7 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fnc.data import ReIDDataset
+from fnc.data.records import ReIDDataset
+from fnc.evaluation.rank import EvalResult, evaluate
+from fnc.inference.extract import extract
+from fnc.rerank.kreciprocal import rerank as rerank_fn
 
 __all__ = ["evaluate_model", "infer_protocol", "metrics_dict"]
 
@@ -27,10 +33,15 @@ def infer_protocol(data: ReIDDataset) -> str:
     return data.protocol
 
 
-def metrics_dict(result, suffix: str = "") -> dict[str, float]:
+def metrics_dict(result: EvalResult, suffix: str = "") -> dict[str, float]:
     """``mAP``, ``rank1/5/10`` and ``mINP`` of an evaluation result, as fractions in [0, 1].
 
     A gallery shorter than 10 gives rank-k of its last CMC entry for larger k.
+
+    >>> import numpy as np
+    >>> r = evaluate(np.array([[0.1, 0.9]]), np.array([1]), np.array([1, 2]), np.array([0]), np.array([1, 1]))
+    >>> metrics_dict(r)["rank1"]
+    1.0
     """
     cmc = np.asarray(result.cmc, dtype=np.float64).ravel()
     out = {"mAP": float(result.mAP)}
@@ -70,18 +81,15 @@ def evaluate_model(
     Returns:
         Fractions ``mAP``, ``rank1``, ``rank5``, ``rank10``, ``mINP`` (and ``*_rerank``).
 
-    >>> evaluate_model(model, fnc.data.read_dataset("veri:/data/VeRi"))  # doctest: +SKIP
+    >>> from fnc.data import read_dataset
+    >>> evaluate_model(model, read_dataset("veri:/data/VeRi"))  # doctest: +SKIP
     {'mAP': 0.81, 'rank1': 0.96, 'rank5': 0.98, 'rank10': 0.99, 'mINP': 0.44}
     """
-    import fnc
-    from fnc.evaluation import evaluate
-    from fnc.rerank import rerank as rerank_fn
-
     if not data.query or not data.gallery:
         raise ValueError(f"{data.name or 'the dataset'} has no query/gallery split to evaluate on")
     kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, normalize=True, input_size=input_size, progress=False)
-    q = torch.from_numpy(fnc.extract(model, [r.path for r in data.query], **kw))
-    g = torch.from_numpy(fnc.extract(model, [r.path for r in data.gallery], **kw))
+    q = torch.from_numpy(extract(model, [r.path for r in data.query], **kw))
+    g = torch.from_numpy(extract(model, [r.path for r in data.gallery], **kw))
     q_pids = np.array([r.pid for r in data.query])
     g_pids = np.array([r.pid for r in data.gallery])
     q_cams = np.array([r.camid for r in data.query])

@@ -9,6 +9,7 @@ verify; neither is a dependency of fnc-reid, both are imported only when called.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import _hw, _model_device_dtype, model_cfg
+from fnc.inference.preprocess import _model_device_dtype, resolve_data_config
 
 __all__ = ["export_onnx", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -40,6 +41,18 @@ def _require(module: str):
         return __import__(module)
     except ImportError as e:
         raise ImportError(f"ONNX export needs the {module!r} package: {_INSTALL_HINT}") from e
+
+
+def _architecture(model: nn.Module) -> str:
+    return getattr(getattr(model, "pretrained_cfg", None), "architecture", None) or type(model).__name__
+
+
+def _fnc_version() -> str:
+    # The installed distribution's version, read without importing the top-level package.
+    try:
+        return importlib.metadata.version("fnc-reid")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def export_onnx(
@@ -86,8 +99,8 @@ def export_onnx(
     onnx = _require("onnx")
     if verify:
         _require("onnxruntime")
-    cfg = model_cfg(model)
-    hgt, wid = _hw(input_size if input_size is not None else cfg.input_size)
+    cfg = resolve_data_config(model, input_size)
+    hgt, wid = cfg.hw
     device, dtype = _model_device_dtype(model)
     dummy = torch.zeros(1, 3, hgt, wid, device=device, dtype=dtype)
     path = Path(path)
@@ -117,16 +130,14 @@ def export_onnx(
                 do_constant_folding=True,
             )
         proto = onnx.load(tmp)
-        from . import __version__
-
         meta = {
-            "architecture": cfg.architecture or type(model).__name__,
+            "architecture": _architecture(model),
             "embed_dim": str(getattr(model, "embed_dim", "")),
             "input_size": json.dumps([3, hgt, wid]),
             "mean": json.dumps(list(cfg.mean)),
             "std": json.dumps(list(cfg.std)),
             "interpolation": cfg.interpolation,
-            "fnc_version": __version__,
+            "fnc_version": _fnc_version(),
         }
         onnx.helper.set_model_props(proto, meta)
         onnx.checker.check_model(proto)

@@ -2,17 +2,14 @@
 
 ``extract`` turns paths, a folder, PIL images, numpy arrays or preprocessed tensors into an
 (N, D) float32 array, preprocessing them as the model's ``pretrained_cfg`` says (resize to its
-H x W, scale to [0, 1], normalise with its mean / std; :func:`fnc.data.build_transforms` with
-``train=False``). Retrieval then compares rows, e.g. by Euclidean or cosine distance.
+H x W, scale to [0, 1], normalise with its mean / std: :func:`fnc.inference.resolve_data_config`). Retrieval then compares rows, e.g. by Euclidean or cosine distance.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,121 +19,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .data import build_transforms, load_image
-from .data.constants import IMAGE_EXTENSIONS
-from .models import PretrainedCfg
+from fnc.data.constants import IMAGE_EXTENSIONS
+from fnc.inference.images import ImageLike, as_rgb_image, list_images
+from fnc.inference.preprocess import _model_device_dtype, build_eval_transform
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageLike", "as_rgb_image", "build_eval_transform", "extract", "list_images"]
-
-logger = logging.getLogger(__name__)
-
-
-#: One image: a file path, a PIL image, or an (H, W, 3) / (H, W) uint8 numpy array.
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
-
-
-def list_images(folder: str | os.PathLike) -> list[str]:
-    """Image files under ``folder``, recursively, in the order :func:`extract` reads a folder.
-
-    The order is the sorted list of paths relative to ``folder`` (plain string sort, so
-    ``a/1.jpg`` < ``a/10.jpg`` < ``a/2.jpg`` < ``b.jpg``); hidden files and folders (a name
-    starting with ``.``) are skipped. Row ``i`` of ``extract(model, folder)`` is ``list_images(folder)[i]``.
-
-    Args:
-        folder: the folder to walk.
-
-    Returns:
-        The image paths, each ``os.path.join(folder, relative_path)``.
-
-    Raises:
-        NotADirectoryError: ``folder`` is not a folder.
-
-    >>> list_images("VeRi/image_query")[:2]  # doctest: +SKIP
-    ['VeRi/image_query/0002_c002_00030600_0.jpg', 'VeRi/image_query/0002_c003_00084280_0.jpg']
-    """
-    root = os.fspath(folder)
-    if not os.path.isdir(root):
-        raise NotADirectoryError(f"not a folder: {root}")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
-    return [os.path.join(root, rel) for rel in sorted(found)]
-
-
-def as_rgb_image(image: ImageLike) -> Image.Image:
-    """One image as an RGB PIL image.
-
-    Args:
-        image: a file path (read with :func:`fnc.data.load_image`), a PIL image (any mode), or a
-            uint8 numpy array of shape (H, W, 3) (RGB) or (H, W) (grey).
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        fnc.data.CorruptImageError: a file that cannot be decoded; the message names it.
-        ValueError, TypeError: an array or object that is not an image.
-
-    >>> as_rgb_image(np.zeros((4, 6, 3), np.uint8)).size
-    (6, 4)
-    """
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(os.fspath(image))
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-            raise ValueError(
-                f"expected a uint8 array of shape (H, W, 3) (RGB) or (H, W), got {image.dtype} "
-                f"{image.shape}; for float data pass a preprocessed torch tensor (N, 3, H, W) instead"
-            )
-        return Image.fromarray(image).convert("RGB")
-    raise TypeError(
-        f"expected an image path, PIL image or uint8 numpy array, got {type(image).__name__}"
-    )
-
-
-def _hw(input_size: Sequence[int]) -> tuple[int, int]:
-    size = tuple(int(s) for s in input_size)
-    if len(size) == 3:
-        size = size[1:]
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"input_size must be (H, W) or (C, H, W), got {tuple(input_size)}")
-    return size  # type: ignore[return-value]
-
-
-def model_cfg(model: nn.Module) -> PretrainedCfg:
-    """The model's ``pretrained_cfg``, or the defaults (288 x 384, ImageNet mean / std) if it has none."""
-    cfg = getattr(model, "pretrained_cfg", None)
-    if cfg is None:
-        logger.info("%s has no pretrained_cfg; using 288x384 and ImageNet mean/std", type(model).__name__)
-        cfg = PretrainedCfg()
-    return cfg
-
-
-def build_eval_transform(
-    model: nn.Module, input_size: Sequence[int] | None = None
-) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation preprocessing of ``model``: resize, to float in [0, 1], normalise.
-
-    Args:
-        model: a fnc-reid model; its ``pretrained_cfg`` gives the size, mean and std.
-        input_size: (H, W) (or (C, H, W)) overriding the config's size.
-
-    Returns:
-        A transform from an RGB PIL image to a (3, H, W) float32 tensor.
-
-    >>> import fnc
-    >>> t = build_eval_transform(fnc.create_model("baseline_resnet50"))
-    >>> t(Image.new("RGB", (100, 50))).shape
-    torch.Size([3, 288, 384])
-    """
-    cfg = model_cfg(model)
-    if cfg.interpolation != "bilinear":
-        logger.warning("pretrained_cfg asks for %r interpolation; resizing bilinearly", cfg.interpolation)
-    size = _hw(input_size if input_size is not None else cfg.input_size)
-    return build_transforms(size, cfg.mean, cfg.std, train=False)
+__all__ = ["extract"]
 
 
 class _ImageListDataset(Dataset):
@@ -179,13 +66,6 @@ def _as_items(images: Any) -> list[ImageLike]:
         "images must be a folder, a path, a list of paths / PIL images / uint8 arrays, an "
         f"(N, H, W, 3) uint8 array or an (N, 3, H, W) float tensor; got {type(images).__name__}"
     )
-
-
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    param = next(model.parameters(), None)
-    if param is None:
-        return torch.device("cpu"), torch.float32
-    return param.device, param.dtype
 
 
 def extract(
