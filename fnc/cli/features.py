@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, one_line, reported, resolve_device
-from fnc.inference.extract import extract
+from fnc.inference.extraction import extract
 from fnc.inference.images import list_images
 from fnc.models import create_model
 from fnc.rerank.kreciprocal import rerank

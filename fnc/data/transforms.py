@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms"]
 
@@ -20,6 +20,7 @@ def build_transforms(
     flip_p: float = 0.5,
     padding: int = 10,
     erase_p: float = 0.5,
+    interpolation: str = "bilinear",
 ) -> v2.Compose:
     """Image transform from a PIL RGB image to a normalised float tensor.
 
@@ -37,6 +38,8 @@ def build_transforms(
         flip_p: probability of a horizontal flip.
         padding: pixels of zero padding before the random crop; 0 disables pad + crop.
         erase_p: probability of random erasing; 0 disables it.
+        interpolation: the resize's interpolation (``"bilinear"``, ``"bicubic"``, ...; a
+            model's ``pretrained_cfg.interpolation``), antialiased as PIL resizes.
 
     Returns:
         A ``v2.Compose``.
@@ -51,7 +54,12 @@ def build_transforms(
     size = tuple(input_size)
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"input_size must be (H, W) with positive sides, got {input_size}")
-    ops: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, antialias=True)]
+    try:
+        mode = InterpolationMode(interpolation)
+    except ValueError:
+        choices = ", ".join(m.value for m in InterpolationMode)
+        raise ValueError(f"interpolation {interpolation!r} is not one of: {choices}") from None
+    ops: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, interpolation=mode, antialias=True)]
     if train:
         if flip_p > 0:
             ops.append(v2.RandomHorizontalFlip(p=flip_p))

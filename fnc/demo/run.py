@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from fnc.data.registry import read_dataset
 from fnc.demo.synthetic import make_synthetic_dataset
 from fnc.engine.trainer import Trainer
-from fnc.inference.extract import extract
+from fnc.inference.extraction import extract
 from fnc.models import create_model
 from fnc.viz._draw import font
 from fnc.viz.attention import attention_map

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file, save_model
 
-from fnc.models._hub import CONFIG_NAME, WEIGHTS_NAME
+from fnc.models._pretrained import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = [
     "BEST",

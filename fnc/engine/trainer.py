@@ -221,7 +221,10 @@ class Trainer:
         """
         cfg = self.config
         dc = self.data_config
-        transform = build_transforms(dc.hw, dc.mean, dc.std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p)
+        transform = build_transforms(
+            dc.hw, dc.mean, dc.std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p,
+            interpolation=dc.interpolation,
+        )
         sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed)
         # Not persistent: each epoch's workers are seeded from the (checkpointed) torch RNG,
         # which is what makes a resumed run reproduce an uninterrupted one.

@@ -17,7 +17,7 @@ from torch import nn
 
 from fnc.data.records import ReIDDataset
 from fnc.evaluation.rank import EvalResult, evaluate
-from fnc.inference.extract import extract
+from fnc.inference.extraction import extract
 from fnc.rerank.kreciprocal import rerank as rerank_fn
 
 __all__ = ["evaluate_model", "infer_protocol", "metrics_dict"]

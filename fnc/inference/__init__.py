@@ -7,7 +7,7 @@
 """
 
 from fnc.data.constants import IMAGE_EXTENSIONS
-from fnc.inference.extract import extract
+from fnc.inference.extraction import extract
 from fnc.inference.images import ImageLike, as_rgb_image, list_images
 from fnc.inference.preprocess import DataConfig, build_eval_transform, resolve_data_config
 

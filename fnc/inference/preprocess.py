@@ -92,14 +92,14 @@ def resolve_data_config(model: nn.Module, input_size: Sequence[int] | None = Non
 def build_eval_transform(
     model: nn.Module, input_size: Sequence[int] | None = None
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation preprocessing of ``model``: resize, to float in [0, 1], normalise.
+    """The evaluation preprocessing of ``model``: resize (with the config's interpolation), to float in [0, 1], normalise.
 
     Args:
         model: a fnc-reid model; :func:`resolve_data_config` gives the size, mean and std.
         input_size: (H, W) (or (C, H, W)) overriding the config's size.
 
     Returns:
-        A transform from an RGB PIL image to a (3, H, W) float32 tensor.
+        A transform from an RGB PIL image (or an (H, W, 3) uint8 array) to a (3, H, W) float32 tensor.
 
     >>> import fnc
     >>> t = build_eval_transform(fnc.create_model("baseline_resnet50"))
@@ -107,6 +107,4 @@ def build_eval_transform(
     torch.Size([3, 288, 384])
     """
     cfg = resolve_data_config(model, input_size)
-    if cfg.interpolation != "bilinear":
-        logger.warning("pretrained_cfg asks for %r interpolation; resizing bilinearly", cfg.interpolation)
-    return build_transforms(cfg.hw, cfg.mean, cfg.std, train=False)
+    return build_transforms(cfg.hw, cfg.mean, cfg.std, train=False, interpolation=cfg.interpolation)

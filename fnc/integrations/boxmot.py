@@ -44,9 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import InterpolationMode, v2
 
-from ..models import PretrainedCfg, create_model
+from ..inference.preprocess import build_eval_transform
+from ..models import create_model
 
 __all__ = ["AppearanceModel"]
 
@@ -58,27 +58,12 @@ _AABB_COLUMNS = (4, 6, 8)
 
 
 def _preprocessing(model: nn.Module) -> Callable[[np.ndarray], torch.Tensor]:
-    """The evaluation preprocessing ``model.pretrained_cfg`` asks for, on one RGB crop.
+    """The model's evaluation preprocessing (:func:`fnc.inference.build_eval_transform`) on one RGB crop.
 
-    Maps an (h, w, 3) uint8 RGB array to a (3, H, W) float32 tensor: resize to the config's
-    ``input_size`` with its ``interpolation`` (antialiased), scale to [0, 1], normalise with its
-    ``mean`` / ``std``. A model without ``pretrained_cfg`` gets the defaults (288 x 384, ImageNet).
+    Maps an (h, w, 3) uint8 RGB array to a (3, H, W) float32 tensor, exactly as ``extract``
+    prepares an image file.
     """
-    cfg = getattr(model, "pretrained_cfg", None) or PretrainedCfg()
-    size = tuple(int(s) for s in cfg.input_size[-2:])
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"pretrained_cfg.input_size must end in (H, W) > 0, got {cfg.input_size}")
-    try:
-        interpolation = InterpolationMode(cfg.interpolation)
-    except ValueError:
-        choices = ", ".join(m.value for m in InterpolationMode)
-        raise ValueError(f"pretrained_cfg.interpolation {cfg.interpolation!r} is not one of: {choices}") from None
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(size, interpolation=interpolation, antialias=True),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
-    ])
+    return build_eval_transform(model)
 
 
 class AppearanceModel:
