@@ -75,7 +75,7 @@ def test_push_renders_percent_and_the_hub_copy_reads_back_fractions(best, hub, c
     assert main(["push", str(best), repo]) == 0, capsys.readouterr().err
     card = Path(HfApi().hf_hub_download(repo, "README.md")).read_text()
     row = next(line for line in card.splitlines() if line.startswith("| without |"))
-    assert row == f"| without | {100 * metrics['mAP']:.2f} | {100 * metrics['rank1']:.2f} |", row
+    assert row == f"| without | {100 * metrics['mAP']:.1f} | {100 * metrics['rank1']:.1f} |", row
     reranked = next(line for line in card.splitlines() if line.startswith("| with k-reciprocal"))
     assert reranked.endswith(f"| {100 * metrics['mAP_rerank']:.2f} | {100 * metrics['rank1_rerank']:.2f} |"), reranked
     published = fnc.create_model(f"hf-hub:{repo}")
