@@ -198,8 +198,10 @@ def rerank(
     could have dropped a neighbour is recomputed in full. The k-reciprocal sets and the Jaccard
     distance are sparse. With one model the blocks are float32 and the neighbours closer to a
     cut than the float32 error band are recomputed in float64, so the neighbour sets are those
-    of the float64 distances; with several models the blocks are float64. Exact ties are broken
-    by index, see :func:`re_ranking`. Tensors on a GPU are processed there.
+    of the float64 distances, and each row's maximum is taken in float64; with several models the
+    blocks are float64. Exact ties are broken by index, see :func:`re_ranking`. The argument
+    that no short list can drop a neighbour is in ``docs/rerank.md``. Tensors on a GPU are
+    processed there. ``fnc.rerank`` itself (the package) is callable as this function.
 
     Args:
         query: query features, or a list of them (one per model).
@@ -213,6 +215,11 @@ def rerank(
 
     Returns:
         Re-ranked distances, float32: numpy for numpy input, else a tensor on the input's device.
+
+    Raises:
+        ValueError: NaN or inf in a row (named), mismatched shapes or devices, parameters out of
+            range, weights not finite and non-negative, or features so large that squared
+            distances overflow float32 (divide them by a constant: the result is scale-free).
 
     Shape:
         - query: ``(num_query, dim_m)`` per model
