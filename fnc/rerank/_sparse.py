@@ -110,33 +110,37 @@ def _reciprocal_mask(nbr: Tensor) -> Tensor:
 
 
 def _csr(
-    rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False
+    rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False,
+    n_rows: int | None = None,
 ) -> Tensor:
-    """An ``n x n`` CSR matrix (columns sorted within rows); ones where no values are given.
+    """An ``n_rows x n`` (default ``n x n``) CSR matrix, columns sorted within rows; ones where
+    no values are given.
 
     ``presorted`` says the entries already come sorted by row, then column.
     """
+    n_rows = n if n_rows is None else n_rows
     if presorted:
         code, order = rows * n + cols, None
     else:
-        code, order = _sort_codes(rows * n + cols, n * n)
+        code, order = _sort_codes(rows * n + cols, n_rows * n)
     if vals is None:
         vals = torch.ones(code.numel(), dtype=torch.float32, device=rows.device)
     elif order is not None:
         vals = vals[order]
-    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.bincount(code // n, minlength=n).cumsum(0)
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(code // n, minlength=n_rows).cumsum(0)
     with warnings.catch_warnings():
         # sparse CSR is flagged as beta; the products used here are stable since torch 2.0.
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, code % n, vals, size=(n, n))
+        return torch.sparse_csr_tensor(crow, code % n, vals, size=(n_rows, n))
 
 
-def _csr_codes(m: Tensor, n: int) -> tuple[Tensor, Tensor]:
+def _csr_codes(m: Tensor, n: int, n_rows: int | None = None) -> tuple[Tensor, Tensor]:
     """Sorted ``row * n + col`` codes of a CSR matrix's stored entries, and their values."""
+    n_rows = n if n_rows is None else n_rows
     crow, col, val = m.crow_indices(), m.col_indices(), m.values()
-    rows = torch.repeat_interleave(torch.arange(n, device=col.device), crow[1:] - crow[:-1])
-    code, order = _sort_codes(rows * n + col, n * n)
+    rows = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow[1:] - crow[:-1])
+    code, order = _sort_codes(rows * n + col, n_rows * n)
     return code, val[order]
 
 
@@ -161,20 +165,37 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     h_rows = half_mask.nonzero(as_tuple=True)[0]
     h_cols = half[half_mask]
     half_size = half_mask.sum(1).to(torch.float64)
-    kr = _csr(k_rows, k_cols, n, presorted=True)
-    # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
-    shared_code, shared = _csr_codes(_spmm(kr, _csr(h_cols, h_rows, n)), n)
+    h_t = _csr(h_cols, h_rows, n)
+    h = _csr(h_rows, h_cols, n, presorted=True)
     k_code = k_rows * n + k_cols
-    pos = torch.searchsorted(shared_code, k_code).clamp_(max=max(shared_code.numel() - 1, 0))
-    count = torch.where(shared_code[pos] == k_code, shared[pos], torch.zeros_like(shared[pos]))
-    # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
-    take = count.to(torch.float64) > (2.0 / 3.0) * half_size[k_cols]
-    added, _ = _csr_codes(
-        _spmm(_csr(k_rows[take], k_cols[take], n, presorted=True),
-              _csr(h_rows, h_cols, n, presorted=True)),
-        n,
-    )
-    codes = _unique(torch.cat([k_code, added]))
+    k_ptr = _row_ptr(k_rows, n)
+    parts = [k_code]
+    # Row ranges whose products stay near _BUDGET entries: on hard features the sets R(i) and
+    # H(c) barely overlap, and R @ H^T over all rows at once would hold ~|R| * |H| entries a row.
+    per_row = max(1, k_rows.numel() * half.shape[1] // max(n, 1))
+    step = max(1, _BUDGET // per_row)
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        s, e = int(k_ptr[a]), int(k_ptr[b])
+        if s == e:
+            continue
+        r, c = k_rows[s:e] - a, k_cols[s:e]
+        m = b - a
+        # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
+        shared_code, shared = _csr_codes(_spmm(_csr(r, c, n, presorted=True, n_rows=m), h_t), n,
+                                         n_rows=m)
+        code = r * n + c
+        pos = torch.searchsorted(shared_code, code).clamp_(max=max(shared_code.numel() - 1, 0))
+        count = torch.where(shared_code[pos] == code, shared[pos], torch.zeros_like(shared[pos]))
+        del shared_code, shared
+        # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
+        take = count.to(torch.float64) > (2.0 / 3.0) * half_size[c]
+        if bool(take.any()):
+            added, _ = _csr_codes(
+                _spmm(_csr(r[take], c[take], n, presorted=True, n_rows=m), h), n, n_rows=m
+            )
+            parts.append(added + a * n)
+    codes = _unique(torch.cat(parts))
     return codes // n, codes % n
 
 
