@@ -20,6 +20,8 @@ from torch import Tensor
 
 # Elements per temporary in the gather/scatter steps: bounds peak memory at a few hundred MiB.
 _BUDGET = 1 << 23
+# Product entries per row range in the 2/3 expansion (~24 bytes each while the product exists).
+_EXPAND_BUDGET = 1 << 21
 # The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
 _DENSE_JOIN = 16
 # Query entries whose gallery runs differ in length by less than this factor share a grid.
@@ -170,14 +172,21 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     k_code = k_rows * n + k_cols
     k_ptr = _row_ptr(k_rows, n)
     parts = [k_code]
-    # Row ranges whose products stay near _BUDGET entries: on hard features the sets R(i) and
-    # H(c) barely overlap, and R @ H^T over all rows at once would hold ~|R| * |H| entries a row.
-    per_row = max(1, k_rows.numel() * half.shape[1] // max(n, 1))
-    step = max(1, _BUDGET // per_row)
-    for a in range(0, n, step):
-        b = min(a + step, n)
+    # Row ranges whose products stay near _EXPAND_BUDGET entries before merging: on hard features
+    # the sets barely overlap and some rows are in many H(c) (hubs), so R @ H^T over all rows at
+    # once would hold sum_{j in R(i)} |{c : j in H(c)}| entries for every row i.
+    in_h = torch.bincount(h_cols, minlength=n)
+    work = torch.zeros(n, dtype=torch.long, device=nbr.device).index_add_(0, k_rows, in_h[k_cols])
+    csum = work.cumsum(0)
+    a = 0
+    while a < n:
+        base = int(csum[a - 1]) if a > 0 else 0
+        b = int(torch.searchsorted(csum, torch.tensor(base + _EXPAND_BUDGET,
+                                                      device=csum.device)))
+        b = min(max(b, a + 1), n)
         s, e = int(k_ptr[a]), int(k_ptr[b])
         if s == e:
+            a = b
             continue
         r, c = k_rows[s:e] - a, k_cols[s:e]
         m = b - a
@@ -195,6 +204,7 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
                 _spmm(_csr(r[take], c[take], n, presorted=True, n_rows=m), h), n, n_rows=m
             )
             parts.append(added + a * n)
+        a = b
     codes = _unique(torch.cat(parts))
     return codes // n, codes % n
 
