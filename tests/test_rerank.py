@@ -338,6 +338,7 @@ def test_sparse_join_in_many_small_chunks(monkeypatch, budget):
     monkeypatch.setattr(sparse, "_DENSE_JOIN", 0)
     monkeypatch.setattr(sparse, "_BUDGET", budget)
     monkeypatch.setattr(sparse, "_EXPAND_BUDGET", budget)
+    monkeypatch.setattr(sparse, "_JOIN_BUDGET", budget)
     q, g = _clustered(12, 90, 8, seed=31)
     ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
     np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3), ref, atol=ATOL,

@@ -22,6 +22,8 @@ from torch import Tensor
 _BUDGET = 1 << 23
 # Product entries per row range in the 2/3 expansion (~24 bytes each while the product exists).
 _EXPAND_BUDGET = 1 << 21
+# (query, gallery) pairs met per step of the sparse Jaccard join (~30 bytes each while held).
+_JOIN_BUDGET = 1 << 21
 # The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
 _DENSE_JOIN = 16
 # Query entries whose gallery runs differ in length by less than this factor share a grid.
@@ -315,7 +317,8 @@ def k_reciprocal_distance(
     a = 0
     while a < num_query:
         base = int(csum[a - 1].item()) if a > 0 else 0
-        b = int(torch.searchsorted(csum, torch.tensor(base + _BUDGET, device=device)).item())
+        b = int(torch.searchsorted(csum, torch.tensor(base + _JOIN_BUDGET,
+                                                      device=device)).item())
         b = min(max(b, a + 1), num_query)
         s, e = int(row_ptr[a].item()), int(row_ptr[b].item())
         qc = q_cols[s:e]
