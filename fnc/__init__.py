@@ -12,7 +12,9 @@ from fnc.evaluation import EvalResult, evaluate
 from fnc.export import export_onnx
 from fnc.inference import extract, list_images
 from fnc.models import create_model, get_pretrained_cfg, list_models
-from fnc.rerank import re_ranking, rerank
+# The package, not its function: it is callable as rerank(...) and keeps its submodules reachable.
+from fnc import rerank
+from fnc.rerank import re_ranking
 
 __all__ = [
     "EvalResult",

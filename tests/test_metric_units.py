@@ -77,7 +77,7 @@ def test_push_renders_percent_and_the_hub_copy_reads_back_fractions(best, hub, c
     row = next(line for line in card.splitlines() if line.startswith("| without |"))
     assert row == f"| without | {100 * metrics['mAP']:.1f} | {100 * metrics['rank1']:.1f} |", row
     reranked = next(line for line in card.splitlines() if line.startswith("| with k-reciprocal"))
-    assert reranked.endswith(f"| {100 * metrics['mAP_rerank']:.2f} | {100 * metrics['rank1_rerank']:.2f} |"), reranked
+    assert reranked.endswith(f"| {100 * metrics['mAP_rerank']:.1f} | {100 * metrics['rank1_rerank']:.1f} |"), reranked
     published = fnc.create_model(f"hf-hub:{repo}")
     assert {k: published.pretrained_cfg.metrics[k] for k in CARD_KEYS} == metrics
     # The card names the dataset format, never the local path the run read.

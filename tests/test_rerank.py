@@ -330,12 +330,15 @@ def test_sparse_and_dense_jaccard_joins_match_reference(monkeypatch, nq, ng, d, 
 
 @pytest.mark.parametrize("budget", [1, 50, 997])
 def test_sparse_join_in_many_small_chunks(monkeypatch, budget):
-    """The pair join split into chunks of a few pairs (and single query rows) is unchanged."""
+    """The pair join and the 2/3 expansion split into chunks of a few entries (and single rows)
+    give the same result."""
     import importlib
 
     sparse = importlib.import_module("fnc.rerank._sparse")
     monkeypatch.setattr(sparse, "_DENSE_JOIN", 0)
     monkeypatch.setattr(sparse, "_BUDGET", budget)
+    monkeypatch.setattr(sparse, "_EXPAND_BUDGET", budget)
+    monkeypatch.setattr(sparse, "_JOIN_BUDGET", budget)
     q, g = _clustered(12, 90, 8, seed=31)
     ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
     np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3), ref, atol=ATOL,

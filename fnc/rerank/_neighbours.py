@@ -32,6 +32,10 @@ _COL_K_EXTRA = 4
 _CAND_SLOTS = 4
 # float64 elements per chunk in exact_pairs: stays in cache.
 _EXACT_BUDGET = 1 << 18
+# Largest values kept per row to find its exact maximum.
+_MAX_KEEP = 4
+# Rows whose maximum is computed from their full float64 row at a time.
+_FULL_ROWS = 64
 
 
 def _stable_sort_rows(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,7 +120,7 @@ def matrix_neighbours(
         del sq
         v, i = torch.topk(block, k_buf, dim=1, largest=False)
         bound = v[:, -1] if k_buf < n else torch.full_like(v[:, 0], math.inf)
-        nbr[r0:r1], nval[r0:r1] = _finalise(v, i, bound, k_keep, lambda rows: block[rows])
+        nbr[r0:r1], nval[r0:r1] = _finalise(v, i, bound, k_keep, lambda rows, b=block: b[rows])
         if r0 < nq:
             qg[r0 : min(r1, nq)] = block[: min(r1, nq) - r0, nq:]
         row_max[r0:r1] = mx
@@ -290,153 +294,246 @@ def _spread(nq: int, n: int, device: torch.device) -> Tensor:
     return perm.to(device)
 
 
+class _FeatureSearch:
+    """One pass over the upper triangle of the distance matrix, in row blocks.
+
+    Every index is a position in the shuffled order (see :func:`_spread`) until
+    :meth:`neighbours` maps the result back to the input order. Row block ``r0:r1`` is compared
+    with columns ``r0:`` only: the block's rows are complete once it is done (their earlier
+    columns came, as column candidates, from the earlier blocks), and later rows receive the
+    block's columns as candidates.
+
+    Per row it keeps, besides its own block's ``k_buf`` nearest:
+
+    - column candidates: from each earlier block, the ``_column_k`` nearest of that block, and
+      in ``lb`` the smallest value a block left out (a lower bound on everything not kept);
+    - its ``_MAX_KEEP`` largest values and their columns, from which the exact maximum follows.
+    """
+
+    def __init__(
+        self, xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk: int
+    ) -> None:
+        n = xs[0].shape[0]
+        device = xs[0].device
+        self.n, self.nq, self.chunk, self.device = n, nq, chunk, device
+        self.perm = _spread(nq, n, device)
+        self.inv = torch.empty_like(self.perm)
+        self.inv[self.perm] = torch.arange(n, device=device)
+        self.inv_g = self.inv[nq:] - nq
+        self.f = _Features([x.index_select(0, self.perm) for x in xs], weights)
+        # The caller's stacked copies are not needed any more: drop them now, not after the call.
+        xs.clear()
+        self.k_keep = min(k1 + 1, n)
+        self.k_buf = min(self.k_keep + _MARGIN, n)
+        self.cuts = _cuts(k1, k2, n)
+        self.unit_key = self.f.single and self.f.w[0] == 1.0
+        dt = self.f.dtype
+        # Column candidates are appended block after block at a shared offset and merged with a
+        # row's own top-k once, when its block comes; they are compacted only if they overflow.
+        self.width = max(_CAND_SLOTS * self.k_buf, 2 * self.k_buf)
+        self.cand_v = torch.empty((n, self.width), dtype=dt, device=device)
+        self.cand_i = torch.empty((n, self.width), dtype=torch.long, device=device)
+        self.off = 0
+        self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
+        self.top_v = torch.full((n, _MAX_KEEP), -math.inf, dtype=dt, device=device)
+        self.top_i = torch.full((n, _MAX_KEEP), -1, dtype=torch.long, device=device)
+        self.nbr = torch.empty(n, self.k_keep, dtype=torch.long, device=device)
+        self.nval = torch.empty(n, self.k_keep, dtype=torch.float32, device=device)
+        self.qg = torch.empty(nq, n - nq, dtype=torch.float32, device=device)
+        self.row_max = torch.empty(n, dtype=torch.float32, device=device)
+
+    # --- the pass ------------------------------------------------------------------------
+
+    def run(self) -> Neighbours:
+        for r0 in range(0, self.n, self.chunk):
+            r1 = min(r0 + self.chunk, self.n)
+            s = self.f.block(r0, r1, r0)
+            cv, ci = self._row_candidates(s, r0, r1)
+            self._keep_largest(s, r0, r1)
+            if r1 < self.n:
+                self._push_columns(s[:, r1 - r0 :], r0, r1)
+            self._set_row_max(r0, r1)
+            self._store_query_block(s, r0, r1)
+            del s
+            self._finalise_block(cv, ci, r0, r1)
+        return self._neighbours()
+
+    def _row_candidates(self, s: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
+        """The ``k_buf`` smallest of each row's own block and its stored column candidates."""
+        k_buf = self.k_buf
+        t = torch.topk(s, min(k_buf, self.n - r0), dim=1, largest=False)
+        cv = torch.cat([t.values, self.cand_v[r0:r1, : self.off]], 1)
+        ci = torch.cat([t.indices + r0, self.cand_i[r0:r1, : self.off]], 1)
+        if cv.shape[1] < k_buf:
+            # Fewer candidates than slots (cut column lists on a tiny problem): pad, and the
+            # bound in _finalise_block sends the row to the full-row path.
+            pad = k_buf - cv.shape[1]
+            cv = torch.cat([cv, cv.new_full((r1 - r0, pad), math.inf)], 1)
+            ci = torch.cat([ci, ci.new_full((r1 - r0, pad), -1)], 1)
+        top = torch.topk(cv, k_buf, dim=1, largest=False)
+        return top.values, ci.gather(1, top.indices)
+
+    def _keep_largest(self, s: Tensor, r0: int, r1: int) -> None:
+        """Merge the block's largest values into ``top_v``/``top_i``, along rows and columns."""
+
+        def merge(rows: slice, vals: Tensor, idx: Tensor) -> None:
+            v = torch.cat([self.top_v[rows], vals], 1)
+            i = torch.cat([self.top_i[rows], idx], 1)
+            t = torch.topk(v, _MAX_KEEP, dim=1)
+            self.top_v[rows], self.top_i[rows] = t.values, i.gather(1, t.indices)
+
+        k = min(_MAX_KEEP, s.shape[1])
+        t = torch.topk(s, k, dim=1)
+        merge(slice(r0, r1), t.values, t.indices + r0)
+        if r1 < self.n:
+            rest = s[:, r1 - r0 :]
+            t = torch.topk(rest, min(_MAX_KEEP, r1 - r0), dim=0)
+            merge(slice(r1, None), t.values.T, t.indices.T + r0)
+
+    def _push_columns(self, rest: Tensor, r0: int, r1: int) -> None:
+        """Hand the block's few nearest of every later row (a column of ``rest``) to that row."""
+        kc = _column_k(self.k_keep, self.k_buf, r1 - r0, self.n)
+        t = torch.topk(rest, kc, dim=0, largest=False)
+        if kc < r1 - r0:
+            torch.minimum(self.lb[r1:], t.values[-1], out=self.lb[r1:])
+        off, k_buf = self.off, self.k_buf
+        if off + kc > self.width:
+            top = torch.topk(self.cand_v[r1:, :off], k_buf, dim=1, largest=False)
+            self.cand_i[r1:, :k_buf] = self.cand_i[r1:, :off].gather(1, top.indices)
+            self.cand_v[r1:, :k_buf] = top.values
+            off = k_buf
+        self.cand_v[r1:, off : off + kc] = t.values.T
+        self.cand_i[r1:, off : off + kc] = t.indices.T + r0
+        self.off = off + kc
+
+    def _set_row_max(self, r0: int, r1: int) -> None:
+        """``max_j float32(D[i, j] ** 2)`` exactly, for the block's (now complete) rows.
+
+        The maximum divides the whole row, so an error in it cannot reorder the row, but it can
+        decide whether two neighbouring float32 values become equal after the division (a tie,
+        then broken by index). With one model the block values are float32, so the maximum is
+        taken over float64 values of the candidates: every column whose block value is within
+        twice the error radius of the largest is among the ``_MAX_KEEP`` kept, or the row's
+        maximum is computed from its full float64 row.
+        """
+        f = self.f
+        if f.single:
+            rows = torch.arange(r0, r1, device=self.device)
+            cols = self.top_i[r0:r1]
+            exact = f.exact_pairs(rows, cols.clamp(min=0)).masked_fill_(cols < 0, -math.inf)
+            mx = exact.amax(1)
+            rad = f.radius(slice(r0, r1))
+            top = self.top_v[r0:r1]
+            unsure = ((cols[:, -1] >= 0) & (top[:, -1] >= top[:, 0] - 2 * rad)).nonzero()
+            unsure = unsure.squeeze(1)
+            for a in range(0, unsure.numel(), _FULL_ROWS):
+                u = unsure[a : a + _FULL_ROWS]
+                mx[u] = f.exact_rows(rows[u]).amax(1)
+        else:
+            mx = self.top_v[r0:r1, 0].to(torch.float64)
+        key = f.key(mx)
+        _check_row_max(key, r0, "stacked distance")
+        self.row_max[r0:r1] = key
+
+    def _to_b(self, v: Tensor, rows: Tensor) -> Tensor:
+        """B values (float32 squared fused distance over the row maximum) from ranking values."""
+        if v.dtype == torch.float32 and self.unit_key:
+            # float32(sqrt(v) ** 2) computed in float64 is v itself for a float32 v.
+            return v / self.row_max[rows].unsqueeze(1)
+        return self.f.key(v.to(torch.float64)) / self.row_max[rows].unsqueeze(1)
+
+    def _store_query_block(self, s: Tensor, r0: int, r1: int) -> None:
+        """The block's query rows of ``B[query, gallery]``, gallery columns in input order."""
+        nq = self.nq
+        rows = torch.arange(r0, r1, device=self.device)
+        # float64 temporaries of the query block are kept to a few rows at a time.
+        for a in range(r0, min(r1, nq), 256):
+            b = min(a + 256, r1, nq)
+            vals = self._to_b(s[a - r0 : b - r0, nq - r0 :], rows[a - r0 : b - r0])
+            self.qg[a:b] = vals.index_select(1, self.inv_g)
+
+    def _full_rows(self, rows: Tensor) -> Tensor:
+        """float32 B of whole rows from float64 distances, columns in input order."""
+        return self._to_b(self.f.exact_rows(rows), rows).index_select(1, self.inv)
+
+    def _finalise_block(self, cv: Tensor, ci: Tensor, r0: int, r1: int) -> None:
+        """Neighbour lists of the block's rows from their candidate buffers ``cv``/``ci``."""
+        f, k_keep = self.f, self.k_keep
+        rows = torch.arange(r0, r1, device=self.device)
+        lb = self.lb[r0:r1]
+        # A lower bound on every value left out of the buffer.
+        outside = lb if self.k_buf == self.n else torch.minimum(cv[:, -1], lb)
+        if not f.single:
+            self.nbr[r0:r1], self.nval[r0:r1] = _finalise(
+                self._to_b(cv, rows), self.perm[ci], self._to_b(outside.unsqueeze(1), rows)[:, 0],
+                k_keep, lambda p: self._full_rows(rows[p]),
+            )
+            return
+        # float32 values: a row is settled when, even moved by the error radius, nothing
+        # outside can reach its k_keep-th value and no cut separates values that could round
+        # to the same float32 B.
+        rad = f.radius(slice(r0, r1))
+        sure = outside - rad > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
+        for c in self.cuts:
+            sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
+        self.nbr[r0:r1], self.nval[r0:r1] = self.perm[ci[:, :k_keep]], self._to_b(
+            cv[:, :k_keep], rows
+        )
+        unsure = (~sure).nonzero().squeeze(1)
+        if not unsure.numel():
+            return
+        ur = rows[unsure]
+        # Slots never filled (index -1) stay last.
+        cu = ci[unsure]
+        exact = f.exact_pairs(ur, cu.clamp(min=0)).masked_fill_(cu < 0, math.inf)
+        bound = self._to_b((outside[unsure] - rad[unsure]).clamp(min=0).unsqueeze(1), ur)[:, 0]
+        self.nbr[ur], self.nval[ur] = _finalise(
+            self._to_b(exact, ur), self.perm[cu], bound, k_keep,
+            lambda p: self._full_rows(ur[p]),
+        )
+
+    # --- the result ----------------------------------------------------------------------
+
+    def _neighbours(self) -> Neighbours:
+        """The lists in input order; row ``i`` of the shuffled order is input row ``perm[i]``."""
+        perm = self.perm
+        self.f.release()
+        self.cand_v = self.cand_i = self.lb = self.top_v = self.top_i = None
+        nbr = torch.empty_like(self.nbr)
+        nbr[perm] = self.nbr
+        nval = torch.empty_like(self.nval)
+        nval[perm] = self.nval
+        out_max = torch.empty_like(self.row_max)
+        out_max[perm] = self.row_max
+        self.out_max = out_max
+        qg = torch.empty_like(self.qg)
+        qg[perm[: self.nq]] = self.qg
+        self.nbr = self.nval = self.qg = None
+        # Only the block-precision features are needed from here on (the shuffled copies: a
+        # second set in input order would double the float64 memory of a fused ensemble).
+        self.f.xs = self.f.xc
+        return Neighbours(nbr=nbr, nval=nval, qg=qg, pair_values=self._pair_values)
+
+    def _pair_values(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """``B[rows, cols]`` for pairs in input order, in the block precision."""
+        inv, n = self.inv, self.n
+        # Mapped to the shuffled order and sorted there by (row, column).
+        code, order = (inv[rows] * n + inv[cols]).sort()
+        v = torch.empty(rows.numel(), dtype=torch.float64, device=rows.device)
+        v[order] = self.f.pair_block_values(code // n, code % n).to(torch.float64)
+        return self.f.key(v) / self.out_max[rows]
+
+
 def feature_neighbours(
     xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk_size: int
 ) -> Neighbours:
     """Neighbour lists from stacked query+gallery features, one ``(N, d_m)`` tensor per model.
 
-    ``xs`` is emptied (its tensors are replaced by shuffled copies).
-
-    Row blocks ``r0:r1`` are compared with columns ``r0:`` only: the block's rows get their
-    top-k and maximum along rows, later rows get them along columns (the matrix is symmetric), so
-    every pair is computed once. Rows are complete, and finalised, as soon as their block is done.
-
-    Along columns only the few nearest of each block are kept (:func:`_column_k`), with the
-    value they stop at as a bound on what was left out; a row whose bound reaches its
-    ``k1 + 1``-th neighbour is recomputed in full. Rows are processed in a fixed shuffled order,
-    so that a row's neighbours are spread evenly over the blocks whatever the input order
-    (galleries often come sorted by identity or track), which makes such rows rare. Results are
-    reported in the input order, and exact ties are broken by input index.
+    ``xs`` is emptied (its tensors are replaced by shuffled copies). Every pair is computed
+    once, in blocks of ``chunk_size`` rows; see :class:`_FeatureSearch` and ``docs/rerank.md``
+    for why the short per-row lists it keeps give exactly the full rows' neighbours. Rows are
+    processed in a fixed shuffled order, so that a row's neighbours are spread evenly over the
+    blocks whatever the input order (galleries often come sorted by identity or track).
+    Results are reported in the input order, and exact ties are broken by input index.
     """
-    n = xs[0].shape[0]
-    ng = n - nq
-    device = xs[0].device
-    perm = _spread(nq, n, device)
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(n, device=device)
-    inv_g = inv[nq:] - nq
-    f = _Features([x.index_select(0, perm) for x in xs], weights)
-    # The caller's stacked copies are not needed any more: drop them now, not after the call.
-    xs.clear()
-    k_keep = min(k1 + 1, n)
-    k_buf = min(k_keep + _MARGIN, n)
-    cuts = _cuts(k1, k2, n)
-    unit_key = f.single and f.w[0] == 1.0
-
-    # Everything indexed by row position lives in the shuffled order until the end.
-    # Column candidates are appended block after block at a shared offset and merged with a
-    # row's own top-k once, when its block comes; they are compacted only if they overflow.
-    width = max(_CAND_SLOTS * k_buf, 2 * k_buf)
-    cand_v = torch.empty((n, width), dtype=f.dtype, device=device)
-    cand_i = torch.empty((n, width), dtype=torch.long, device=device)
-    off = 0
-    lb = torch.full((n,), math.inf, dtype=f.dtype, device=device)
-    mv = torch.full((n,), -math.inf, dtype=f.dtype, device=device)
-    nbr = torch.empty(n, k_keep, dtype=torch.long, device=device)
-    nval = torch.empty(n, k_keep, dtype=torch.float32, device=device)
-    qg = torch.empty(nq, ng, dtype=torch.float32, device=device)
-    row_max = torch.empty(n, dtype=torch.float32, device=device)
-
-    for r0 in range(0, n, chunk_size):
-        r1 = min(r0 + chunk_size, n)
-        s = f.block(r0, r1, r0)
-        t = torch.topk(s, min(k_buf, n - r0), dim=1, largest=False)
-        cv = torch.cat([t.values, cand_v[r0:r1, :off]], 1)
-        ci = torch.cat([t.indices + r0, cand_i[r0:r1, :off]], 1)
-        if cv.shape[1] < k_buf:
-            # Fewer candidates than slots (cut column lists on a tiny problem): pad, and the
-            # bound below sends the row to the full-row path.
-            pad = k_buf - cv.shape[1]
-            cv = torch.cat([cv, cv.new_full((r1 - r0, pad), math.inf)], 1)
-            ci = torch.cat([ci, ci.new_full((r1 - r0, pad), -1)], 1)
-        top = torch.topk(cv, k_buf, dim=1, largest=False)
-        cv, ci = top.values, ci.gather(1, top.indices)
-        torch.maximum(mv[r0:r1], s.amax(dim=1), out=mv[r0:r1])
-        if r1 < n:
-            rest = s[:, r1 - r0 :]
-            kc = _column_k(k_keep, k_buf, r1 - r0, n)
-            t = torch.topk(rest, kc, dim=0, largest=False)
-            if kc < r1 - r0:
-                torch.minimum(lb[r1:], t.values[-1], out=lb[r1:])
-            if off + kc > width:
-                top = torch.topk(cand_v[r1:, :off], k_buf, dim=1, largest=False)
-                cand_i[r1:, :k_buf] = cand_i[r1:, :off].gather(1, top.indices)
-                cand_v[r1:, :k_buf] = top.values
-                off = k_buf
-            cand_v[r1:, off : off + kc] = t.values.T
-            cand_i[r1:, off : off + kc] = t.indices.T + r0
-            off += kc
-            torch.maximum(mv[r1:], rest.amax(dim=0), out=mv[r1:])
-        rows = torch.arange(r0, r1, device=device)
-        # The maximum only scales its row: its float32 block error (~1e-7 relative) moves the
-        # row's values by as much and cannot change their order.
-        mx = f.key(mv[r0:r1].to(torch.float64))
-        _check_row_max(mx, r0, "stacked distance")
-        row_max[r0:r1] = mx
-
-        def to_b(v: Tensor, rr: Tensor = rows) -> Tensor:
-            if v.dtype == torch.float32 and unit_key:
-                # float32(sqrt(v) ** 2) computed in float64 is v itself for a float32 v.
-                return v / row_max[rr].unsqueeze(1)
-            return f.key(v.to(torch.float64)) / row_max[rr].unsqueeze(1)
-
-        # float64 temporaries of the query block are kept to a few rows at a time.
-        for a in range(r0, min(r1, nq), 256):
-            b = min(a + 256, r1, nq)
-            qg[a:b] = to_b(s[a - r0 : b - r0, nq - r0 :], rows[a - r0 : b - r0]).index_select(
-                1, inv_g
-            )
-        del s
-        # A lower bound on every value left out of the buffer.
-        outside = lb[r0:r1] if k_buf == n else torch.minimum(cv[:, -1], lb[r0:r1])
-
-        def full_rows(p: Tensor, rr: Tensor) -> Tensor:
-            return to_b(f.exact_rows(rr[p]), rr[p]).index_select(1, inv)
-
-        if f.single:
-            rad = f.radius(slice(r0, r1))
-            sure = outside - rad > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
-            for c in cuts:
-                sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
-            nbr[r0:r1], nval[r0:r1] = perm[ci[:, :k_keep]], to_b(cv[:, :k_keep])
-            unsure = (~sure).nonzero().squeeze(1)
-            if unsure.numel():
-                ur = rows[unsure]
-                # Slots never filled (index -1) stay last.
-                cu = ci[unsure]
-                exact = f.exact_pairs(ur, cu.clamp(min=0)).masked_fill_(cu < 0, math.inf)
-                bound = to_b((outside[unsure] - rad[unsure]).clamp(min=0).unsqueeze(1), ur)[:, 0]
-                nbr[ur], nval[ur] = _finalise(
-                    to_b(exact, ur), perm[ci[unsure]], bound, k_keep,
-                    lambda p, ur=ur: full_rows(p, ur),
-                )
-        else:
-            nbr[r0:r1], nval[r0:r1] = _finalise(
-                to_b(cv), perm[ci], to_b(outside.unsqueeze(1))[:, 0], k_keep,
-                lambda p: full_rows(p, rows),
-            )
-
-    f.release()
-    # Back to the input order: row i of the shuffled order is input row perm[i].
-    out_nbr = torch.empty_like(nbr)
-    out_nbr[perm] = nbr
-    out_nval = torch.empty_like(nval)
-    out_nval[perm] = nval
-    out_max = torch.empty_like(row_max)
-    out_max[perm] = row_max
-    qg_in = torch.empty_like(qg)
-    qg_in[perm[:nq]] = qg
-    del nbr, nval, qg
-    # Only the block-precision features are needed from here on (the shuffled copies: a second
-    # set in input order would double the float64 memory of a fused ensemble).
-    f.xs = f.xc
-
-    def pair_values(rows: Tensor, cols: Tensor) -> Tensor:
-        # Pairs in input order, mapped to the shuffled one and sorted there by (row, column).
-        n_ = inv.numel()
-        code, order = (inv[rows] * n_ + inv[cols]).sort()
-        v = torch.empty(rows.numel(), dtype=torch.float64, device=rows.device)
-        v[order] = f.pair_block_values(code // n_, code % n_).to(torch.float64)
-        return f.key(v) / out_max[rows]
-
-    return Neighbours(nbr=out_nbr, nval=out_nval, qg=qg_in, pair_values=pair_values)
+    return _FeatureSearch(xs, weights, nq, k1, k2, chunk_size).run()

@@ -20,6 +20,10 @@ from torch import Tensor
 
 # Elements per temporary in the gather/scatter steps: bounds peak memory at a few hundred MiB.
 _BUDGET = 1 << 23
+# Product entries per row range in the 2/3 expansion (~24 bytes each while the product exists).
+_EXPAND_BUDGET = 1 << 21
+# (query, gallery) pairs met per step of the sparse Jaccard join (~30 bytes each while held).
+_JOIN_BUDGET = 1 << 21
 # The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
 _DENSE_JOIN = 16
 # Query entries whose gallery runs differ in length by less than this factor share a grid.
@@ -110,33 +114,37 @@ def _reciprocal_mask(nbr: Tensor) -> Tensor:
 
 
 def _csr(
-    rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False
+    rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False,
+    n_rows: int | None = None,
 ) -> Tensor:
-    """An ``n x n`` CSR matrix (columns sorted within rows); ones where no values are given.
+    """An ``n_rows x n`` (default ``n x n``) CSR matrix, columns sorted within rows; ones where
+    no values are given.
 
     ``presorted`` says the entries already come sorted by row, then column.
     """
+    n_rows = n if n_rows is None else n_rows
     if presorted:
         code, order = rows * n + cols, None
     else:
-        code, order = _sort_codes(rows * n + cols, n * n)
+        code, order = _sort_codes(rows * n + cols, n_rows * n)
     if vals is None:
         vals = torch.ones(code.numel(), dtype=torch.float32, device=rows.device)
     elif order is not None:
         vals = vals[order]
-    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.bincount(code // n, minlength=n).cumsum(0)
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.bincount(code // n, minlength=n_rows).cumsum(0)
     with warnings.catch_warnings():
         # sparse CSR is flagged as beta; the products used here are stable since torch 2.0.
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, code % n, vals, size=(n, n))
+        return torch.sparse_csr_tensor(crow, code % n, vals, size=(n_rows, n))
 
 
-def _csr_codes(m: Tensor, n: int) -> tuple[Tensor, Tensor]:
+def _csr_codes(m: Tensor, n: int, n_rows: int | None = None) -> tuple[Tensor, Tensor]:
     """Sorted ``row * n + col`` codes of a CSR matrix's stored entries, and their values."""
+    n_rows = n if n_rows is None else n_rows
     crow, col, val = m.crow_indices(), m.col_indices(), m.values()
-    rows = torch.repeat_interleave(torch.arange(n, device=col.device), crow[1:] - crow[:-1])
-    code, order = _sort_codes(rows * n + col, n * n)
+    rows = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow[1:] - crow[:-1])
+    code, order = _sort_codes(rows * n + col, n_rows * n)
     return code, val[order]
 
 
@@ -161,20 +169,45 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     h_rows = half_mask.nonzero(as_tuple=True)[0]
     h_cols = half[half_mask]
     half_size = half_mask.sum(1).to(torch.float64)
-    kr = _csr(k_rows, k_cols, n, presorted=True)
-    # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
-    shared_code, shared = _csr_codes(_spmm(kr, _csr(h_cols, h_rows, n)), n)
+    h_t = _csr(h_cols, h_rows, n)
+    h = _csr(h_rows, h_cols, n, presorted=True)
     k_code = k_rows * n + k_cols
-    pos = torch.searchsorted(shared_code, k_code).clamp_(max=max(shared_code.numel() - 1, 0))
-    count = torch.where(shared_code[pos] == k_code, shared[pos], torch.zeros_like(shared[pos]))
-    # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
-    take = count.to(torch.float64) > (2.0 / 3.0) * half_size[k_cols]
-    added, _ = _csr_codes(
-        _spmm(_csr(k_rows[take], k_cols[take], n, presorted=True),
-              _csr(h_rows, h_cols, n, presorted=True)),
-        n,
-    )
-    codes = _unique(torch.cat([k_code, added]))
+    k_ptr = _row_ptr(k_rows, n)
+    parts = [k_code]
+    # Row ranges whose products stay near _EXPAND_BUDGET entries before merging: on hard features
+    # the sets barely overlap and some rows are in many H(c) (hubs), so R @ H^T over all rows at
+    # once would hold sum_{j in R(i)} |{c : j in H(c)}| entries for every row i.
+    in_h = torch.bincount(h_cols, minlength=n)
+    work = torch.zeros(n, dtype=torch.long, device=nbr.device).index_add_(0, k_rows, in_h[k_cols])
+    csum = work.cumsum(0)
+    a = 0
+    while a < n:
+        base = int(csum[a - 1]) if a > 0 else 0
+        b = int(torch.searchsorted(csum, torch.tensor(base + _EXPAND_BUDGET,
+                                                      device=csum.device)))
+        b = min(max(b, a + 1), n)
+        s, e = int(k_ptr[a]), int(k_ptr[b])
+        if s == e:
+            a = b
+            continue
+        r, c = k_rows[s:e] - a, k_cols[s:e]
+        m = b - a
+        # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
+        shared_code, shared = _csr_codes(_spmm(_csr(r, c, n, presorted=True, n_rows=m), h_t), n,
+                                         n_rows=m)
+        code = r * n + c
+        pos = torch.searchsorted(shared_code, code).clamp_(max=max(shared_code.numel() - 1, 0))
+        count = torch.where(shared_code[pos] == code, shared[pos], torch.zeros_like(shared[pos]))
+        del shared_code, shared
+        # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
+        take = count.to(torch.float64) > (2.0 / 3.0) * half_size[c]
+        if bool(take.any()):
+            added, _ = _csr_codes(
+                _spmm(_csr(r[take], c[take], n, presorted=True, n_rows=m), h), n, n_rows=m
+            )
+            parts.append(added + a * n)
+        a = b
+    codes = _unique(torch.cat(parts))
     return codes // n, codes % n
 
 
@@ -284,7 +317,8 @@ def k_reciprocal_distance(
     a = 0
     while a < num_query:
         base = int(csum[a - 1].item()) if a > 0 else 0
-        b = int(torch.searchsorted(csum, torch.tensor(base + _BUDGET, device=device)).item())
+        b = int(torch.searchsorted(csum, torch.tensor(base + _JOIN_BUDGET,
+                                                      device=device)).item())
         b = min(max(b, a + 1), num_query)
         s, e = int(row_ptr[a].item()), int(row_ptr[b].item())
         qc = q_cols[s:e]

@@ -9,6 +9,7 @@ never builds an ``N x N`` matrix (``N = num_query + num_gallery``).
 
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
 import numpy as np
@@ -32,14 +33,25 @@ def _as_tensor(x: ArrayLike, name: str) -> Tensor:
     raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
 
 
-def _check_finite(x: Tensor, name: str) -> None:
-    if x.is_floating_point() and x.numel():
-        # One pass: min and max propagate NaN and reach any infinity.
-        lo, hi = torch.aminmax(x)
-        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
-            bad = ~torch.isfinite(x)
-            row = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0].item())
-            raise ValueError(f"{name} row {row} contains NaN or inf")
+# Largest finite float32: the reference squares distances and casts them to float32.
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _check_finite(x: Tensor, name: str) -> float:
+    """Raise on NaN or inf, naming the first bad row; return the largest absolute value."""
+    if not (x.is_floating_point() and x.numel()):
+        return float(x.abs().max()) if x.numel() else 0.0
+    # One pass: min and max propagate NaN and reach any infinity.
+    lo, hi = torch.aminmax(x)
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        bad = ~torch.isfinite(x)
+        row = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0].item())
+        raise ValueError(f"{name} row {row} contains NaN or inf")
+    return max(-float(lo), float(hi))
+
+
+def _first_row_above(x: Tensor, limit: float) -> int:
+    return int((x.abs().reshape(x.shape[0], -1) > limit).any(1).nonzero()[0].item())
 
 
 def _check_params(k1: int, k2: int, lambda_value: float) -> None:
@@ -128,7 +140,14 @@ def re_ranking(
     if not (qg.device == qq.device == gg.device):
         raise ValueError("q_g_dist, q_q_dist and g_g_dist must be on the same device")
     for x, name in ((qg, "q_g_dist"), (qq, "q_q_dist"), (gg, "g_g_dist")):
-        _check_finite(x, name)
+        top = _check_finite(x, name)
+        if top * top > _F32_MAX:
+            row = _first_row_above(x, math.sqrt(_F32_MAX))
+            raise ValueError(
+                f"{name} row {row} has a distance whose square overflows float32 (largest "
+                f"{top:.3g}, limit {math.sqrt(_F32_MAX):.3g}); divide the distances by a constant "
+                "first (the re-ranked result does not depend on their scale)"
+            )
     dtype = torch.promote_types(torch.promote_types(qg.dtype, qq.dtype), gg.dtype)
     if not dtype.is_floating_point:
         dtype = torch.float64
@@ -179,8 +198,10 @@ def rerank(
     could have dropped a neighbour is recomputed in full. The k-reciprocal sets and the Jaccard
     distance are sparse. With one model the blocks are float32 and the neighbours closer to a
     cut than the float32 error band are recomputed in float64, so the neighbour sets are those
-    of the float64 distances; with several models the blocks are float64. Exact ties are broken
-    by index, see :func:`re_ranking`. Tensors on a GPU are processed there.
+    of the float64 distances, and each row's maximum is taken in float64; with several models the
+    blocks are float64. Exact ties are broken by index, see :func:`re_ranking`. The argument
+    that no short list can drop a neighbour is in ``docs/rerank.md``. Tensors on a GPU are
+    processed there. ``fnc.rerank`` itself (the package) is callable as this function.
 
     Args:
         query: query features, or a list of them (one per model).
@@ -194,6 +215,11 @@ def rerank(
 
     Returns:
         Re-ranked distances, float32: numpy for numpy input, else a tensor on the input's device.
+
+    Raises:
+        ValueError: NaN or inf in a row (named), mismatched shapes or devices, parameters out of
+            range, weights not finite and non-negative, or features so large that squared
+            distances overflow float32 (divide them by a constant: the result is scale-free).
 
     Shape:
         - query: ``(num_query, dim_m)`` per model
@@ -221,8 +247,8 @@ def rerank(
     weights = [float(w) for w in weights]
     if len(weights) != len(qs):
         raise ValueError(f"{len(weights)} weights given for {len(qs)} models")
-    if any(not w >= 0 for w in weights) or not any(w > 0 for w in weights):
-        raise ValueError(f"weights must be non-negative and not all zero, got {weights}")
+    if any(not 0 <= w < math.inf for w in weights) or not any(w > 0 for w in weights):
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {weights}")
     device = qs[0].device
     nq, ng = qs[0].shape[0], gs[0].shape[0]
     if nq == 0 or ng == 0:
@@ -240,6 +266,7 @@ def rerank(
                 f"model {m}: query dim {q.shape[1]} != gallery dim {g.shape[1]}"
             )
     keep = [i for i, w in enumerate(weights) if w > 0]
+    _check_squares_fit([qs[i] for i in keep], [gs[i] for i in keep], [weights[i] for i in keep])
     xs = [torch.cat([qs[i], gs[i]]).to(torch.promote_types(qs[i].dtype, gs[i].dtype)) for i in keep]
     weights = [weights[i] for i in keep]
     n = nq + ng
@@ -248,6 +275,26 @@ def rerank(
         nb = feature_neighbours(xs, weights, nq, k1, k2, chunk)
         out = k_reciprocal_distance(nb, nq, k1, k2, lambda_value)
     return _output(out, like_numpy)
+
+
+def _check_squares_fit(qs: list[Tensor], gs: list[Tensor], weights: list[float]) -> None:
+    """Squared (fused) distances must be finite in float32, as the reference casts them."""
+    # ||a - b|| <= 2 max ||x||; a float32 norm that overflows is inf and fails the test too.
+    norms = [[torch.linalg.vector_norm(x.float(), dim=1) for x in pair] for pair in zip(qs, gs)]
+    tops = [max(float(v.max()) for v in pair) for pair in norms]
+    bound = sum(2.0 * w * t for w, t in zip(weights, tops))
+    if bound * bound <= _F32_MAX and all(4.0 * t * t <= _F32_MAX for t in tops):
+        return
+    m = max(range(len(tops)), key=lambda i: weights[i] * tops[i])
+    side = 0 if float(norms[m][0].max()) >= float(norms[m][1].max()) else 1
+    row = int(norms[m][side].argmax())
+    where = f"{('query', 'gallery')[side]} row {row}" + (f" of model {m}" if len(qs) > 1 else "")
+    size = f"norm {tops[m]:.3g}" if math.isfinite(tops[m]) else "a norm beyond float32 range"
+    raise ValueError(
+        f"squared distances overflow float32: {where} has {size}, so a squared distance can "
+        f"reach {bound * bound:.3g} (float32 max {_F32_MAX:.3g}); divide the features by a "
+        "constant first (the re-ranked result does not depend on their scale)"
+    )
 
 
 class _highest_matmul_precision:

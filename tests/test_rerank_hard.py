@@ -1,0 +1,206 @@
+"""fnc.rerank on features as hard as a trained model's, on near-ties, and the package's API.
+
+Hard features: identity centres plus noise whose norm is several times the centre's (plain mAP
+0.2-0.5, as a vehicle model's on CityFlow). On such features many rows have neighbours whose
+distances are close at a cut, so the float32 screening, the float64 refinement and the exact
+row maximum all matter. The oracle is torchreid's ``re_ranking`` with a stable argsort run on
+float64 distances (what ``rerank`` documents).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fnc
+from fnc.rerank import re_ranking, rerank
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _rerank_peers import stable_reference_re_ranking  # noqa: E402
+from test_rerank import ATOL, _blocks  # noqa: E402
+
+K1, K2, LAM = 75, 10, 0.1  # the paper's setting, where the issue showed the drift
+
+
+def _hard(nq: int, ng: int, d: int, noise: float, seed: int, ids: int = 60):
+    """Centres of norm ~1 plus Gaussian noise of norm ~``noise``, L2-normalised (as embeddings)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((ids, d)) / np.sqrt(d)
+    pid = rng.integers(0, ids, nq + ng)
+    x = centres[pid] + noise / np.sqrt(d) * rng.standard_normal((nq + ng, d))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return x[:nq], x[nq:], pid
+
+
+@functools.lru_cache(maxsize=None)
+def _case(noise: float, d: int = 1536, seed: int = 0):
+    q, g, pid = _hard(100, 1000, d, noise, seed)
+    blocks = _blocks(q, g)
+    return q, g, pid, blocks, stable_reference_re_ranking()(*blocks, K1, K2, LAM)
+
+
+def _plain_map(qg: np.ndarray, pid: np.ndarray, nq: int) -> float:
+    return fnc.evaluate(qg, pid[:nq], pid[nq:], np.zeros(nq), np.ones(len(pid) - nq)).mAP
+
+
+@pytest.mark.parametrize("noise,lo,hi", [(0.5, 0.99, 1.0), (4.0, 0.2, 0.5), (4.5, 0.2, 0.4)])
+def test_hard_features_are_hard(noise, lo, hi):
+    """The regimes the tests below claim to cover, by their plain mAP."""
+    _, _, pid, blocks, _ = _case(noise)
+    assert lo <= _plain_map(blocks[0], pid, 100) <= hi
+
+
+@pytest.mark.parametrize("noise", [0.5, 4.0, 4.5])
+@pytest.mark.parametrize("chunk_size", [None, 150, 37])
+def test_hard_features_single_model(noise, chunk_size):
+    q, g, _, _, ref = _case(noise)
+    out = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=chunk_size)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("noise", [4.0, 4.5])
+def test_hard_distances_re_ranking(noise):
+    _, _, _, blocks, ref = _case(noise)
+    np.testing.assert_allclose(re_ranking(*blocks, K1, K2, LAM), ref, atol=ATOL, rtol=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_case():
+    q1, g1, _, b1, _ = _case(4.5)
+    q2, g2, _ = _hard(100, 1000, 512, 3.0, seed=1)
+    summed = [a + 0.5 * b for a, b in zip(b1, _blocks(q2, g2))]
+    return q1, g1, q2, g2, stable_reference_re_ranking()(*summed, K1, K2, LAM)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 150])
+def test_hard_features_fused(chunk_size):
+    q1, g1, q2, g2, ref = _fused_case()
+    out = rerank([q1, q2], [g1, g2], weights=[1.0, 0.5], k1=K1, k2=K2, lambda_value=LAM,
+                 chunk_size=chunk_size)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
+def _near_ties(nq: int, ng: int, seed: int, scale: float):
+    # Small integers make many distances equal; a perturbation near float32 resolution makes
+    # them differ by less than the float32 block error, so only the float64 path can order them.
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, size=(nq + ng, 6)) + scale * rng.standard_normal((nq + ng, 6))
+    x = x.astype(np.float32)
+    return x[:nq], x[nq:]
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-4])
+@pytest.mark.parametrize("fused", [False, True])
+def test_near_ties(scale, fused):
+    q, g = _near_ties(15, 120, seed=int(scale * 1e6) + fused, scale=scale)
+    blocks = _blocks(q, g)
+    if fused:
+        ref = stable_reference_re_ranking()(*[1.5 * b for b in blocks], 20, 6, 0.3)
+        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, chunk_size=40)
+    else:
+        ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
+        out = rerank(q, g, k1=20, k2=6, chunk_size=40)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(re_ranking(*blocks, 20, 6, 0.3), stable_reference_re_ranking()(
+        *blocks, 20, 6, 0.3), atol=ATOL, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    regime=st.sampled_from(["clustered", "hard", "near-ties", "noise"]),
+    nq=st.integers(1, 8),
+    ng=st.integers(1, 60),
+    d=st.sampled_from([2, 8, 64]),
+    k1=st.integers(1, 40),
+    k2_frac=st.floats(0, 1),
+    lam=st.sampled_from([0.0, 0.1, 0.3]),
+    fused=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_regimes(regime, nq, ng, d, k1, k2_frac, lam, fused, seed):
+    """Random small problems in each difficulty regime, single model and fused."""
+    k2 = max(1, int(round(k2_frac * k1)))
+    rng = np.random.default_rng(seed)
+    n = nq + ng
+    if regime == "near-ties":
+        x = rng.integers(0, 3, size=(n, d)) + 1e-6 * rng.standard_normal((n, d))
+    else:
+        noise = {"clustered": 0.3, "hard": 4.0, "noise": 100.0}[regime]
+        centres = rng.standard_normal((max(1, n // 6), d))
+        x = centres[rng.integers(0, len(centres), n)] + noise * rng.standard_normal((n, d))
+    x = x.astype(np.float32)
+    q, g = x[:nq], x[nq:]
+    blocks = _blocks(q, g)
+    chunk = int(rng.integers(1, 40))
+    if fused:
+        ref = stable_reference_re_ranking()(*[1.25 * b for b in blocks], k1, k2, lam)
+        out = rerank([q, q], [g, g], weights=[1.0, 0.25], k1=k1, k2=k2, lambda_value=lam,
+                     chunk_size=chunk)
+    else:
+        ref = stable_reference_re_ranking()(*blocks, k1, k2, lam)
+        out = rerank(q, g, k1=k1, k2=k2, lambda_value=lam, chunk_size=chunk)
+        np.testing.assert_allclose(re_ranking(*blocks, k1, k2, lam), ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("max_keep", [1, 2])
+def test_row_maximum_from_full_rows(monkeypatch, max_keep):
+    """Rows whose largest values are too close to tell apart get their maximum from full rows.
+
+    Duplicate far-away points make the largest values of most rows tie; with one or two kept
+    those rows take the full-row path. The result is unchanged.
+    """
+    monkeypatch.setattr(importlib.import_module("fnc.rerank._neighbours"), "_MAX_KEEP", max_keep)
+    q, g, _ = _hard(10, 120, 16, 1.0, seed=5, ids=6)
+    g = np.concatenate([g, np.full((3, 16), 5.0, np.float32)])  # three identical outliers
+    ref = stable_reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
+    np.testing.assert_allclose(rerank(q, g, chunk_size=17), ref, atol=ATOL, rtol=0)
+
+
+# --- the package is callable ------------------------------------------------------------
+
+def test_package_is_callable_and_keeps_its_submodules():
+    import fnc.rerank._sparse as sparse
+
+    from fnc import re_ranking as top_re_ranking
+    from fnc import rerank as top_rerank
+
+    q, g, _ = _hard(5, 40, 8, 1.0, seed=2, ids=4)
+    expected = rerank(q, g, k1=10, k2=3)
+    np.testing.assert_array_equal(fnc.rerank(q, g, k1=10, k2=3), expected)
+    np.testing.assert_array_equal(top_rerank(q, g, k1=10, k2=3), expected)
+    assert fnc.rerank.re_ranking is re_ranking is top_re_ranking
+    assert fnc.rerank.rerank is rerank
+    assert sparse.k_reciprocal_distance is importlib.import_module(
+        "fnc.rerank._sparse").k_reciprocal_distance
+    import inspect
+
+    assert "lambda_value" in inspect.signature(fnc.rerank).parameters
+
+
+# --- bad input --------------------------------------------------------------------------
+
+def test_float32_overflow_is_named():
+    q, g, _ = _hard(4, 20, 8, 1.0, seed=3, ids=4)
+    with pytest.raises(ValueError, match=r"overflow float32: query row 0 has a norm beyond"):
+        rerank(q * 1e20, g * 1e20)
+    with pytest.raises(ValueError, match=r"gallery row \d+ of model 1 has norm .*divide the"):
+        rerank([q, q], [g, g * np.float32(1e19)], weights=[1.0, 1.0])
+    qg, qq, gg = _blocks(q, g)
+    gg[3, 2] = 1e20
+    with pytest.raises(ValueError, match=r"g_g_dist row 3 has a distance whose square overflows"):
+        re_ranking(qg, qq, gg)
+
+
+@pytest.mark.parametrize("w", [float("inf"), float("nan")])
+def test_non_finite_weight(w):
+    q, g, _ = _hard(4, 20, 8, 1.0, seed=4, ids=4)
+    with pytest.raises(ValueError, match="weights must be finite"):
+        rerank([q, q], [g, g], weights=[1.0, w])
