@@ -121,7 +121,7 @@ def build_eval_transform(
     """The evaluation preprocessing of ``model``: resize, to float in [0, 1], normalise.
 
     Args:
-        model: a fnc-reid model; its ``pretrained_cfg`` gives the size, mean and std.
+        model: a fnc-reid model; its ``pretrained_cfg`` gives the size, interpolation, mean and std.
         input_size: (H, W) (or (C, H, W)) overriding the config's size.
 
     Returns:
@@ -133,10 +133,8 @@ def build_eval_transform(
     torch.Size([3, 288, 384])
     """
     cfg = model_cfg(model)
-    if cfg.interpolation != "bilinear":
-        logger.warning("pretrained_cfg asks for %r interpolation; resizing bilinearly", cfg.interpolation)
     size = _hw(input_size if input_size is not None else cfg.input_size)
-    return build_transforms(size, cfg.mean, cfg.std, train=False)
+    return build_transforms(size, cfg.mean, cfg.std, train=False, interpolation=cfg.interpolation)
 
 
 class _ImageListDataset(Dataset):

@@ -11,6 +11,8 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms"]
 
 from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
+_INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+
 
 def build_transforms(
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE[1:],
@@ -20,6 +22,7 @@ def build_transforms(
     flip_p: float = 0.5,
     padding: int = 10,
     erase_p: float = 0.5,
+    interpolation: str = "bilinear",
 ) -> v2.Compose:
     """Image transform from a PIL RGB image to a normalised float tensor.
 
@@ -37,6 +40,8 @@ def build_transforms(
         flip_p: probability of a horizontal flip.
         padding: pixels of zero padding before the random crop; 0 disables pad + crop.
         erase_p: probability of random erasing; 0 disables it.
+        interpolation: resize interpolation, ``"bilinear"`` or ``"bicubic"`` (fast-reid's
+            models are fed bicubic resizes); both antialiased, as PIL's resize is.
 
     Returns:
         A ``v2.Compose``.
@@ -51,7 +56,9 @@ def build_transforms(
     size = tuple(input_size)
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"input_size must be (H, W) with positive sides, got {input_size}")
-    ops: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, antialias=True)]
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
+    ops: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, _INTERPOLATIONS[interpolation], antialias=True)]
     if train:
         if flip_p > 0:
             ops.append(v2.RandomHorizontalFlip(p=flip_p))
