@@ -41,7 +41,7 @@ def build_transforms(
         padding: pixels of zero padding before the random crop; 0 disables pad + crop.
         erase_p: probability of random erasing; 0 disables it.
         interpolation: resize interpolation, ``"bilinear"`` or ``"bicubic"`` (fast-reid's
-            models are fed bicubic resizes); both antialiased, as PIL's resize is.
+            models are fed bicubic resizes); a PIL image is resized by PIL.
 
     Returns:
         A ``v2.Compose``.
@@ -58,7 +58,9 @@ def build_transforms(
         raise ValueError(f"input_size must be (H, W) with positive sides, got {input_size}")
     if interpolation not in _INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
-    ops: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, _INTERPOLATIONS[interpolation], antialias=True)]
+    # Resize before ToImage: a PIL image is resized by PIL itself, exactly as fast-reid's
+    # T.Resize(size, interpolation=3) does, so a model it trained sees the same pixels.
+    ops: list[v2.Transform] = [v2.Resize(size, _INTERPOLATIONS[interpolation], antialias=True), v2.ToImage()]
     if train:
         if flip_p > 0:
             ops.append(v2.RandomHorizontalFlip(p=flip_p))

@@ -16,13 +16,12 @@ again. Downloads and conversions live in the fnc-reid cache folder (:func:`cache
 
 The format is told from the keys (:func:`detect_format`):
 
-================  ===============================================  ===============================
-format            keys                                             becomes
-================  ===============================================  ===============================
-``fastreid``      ``backbone.*``, ``heads.*``, ``pixel_mean``      a whole Baseline (``stem_pool="ceil"``)
-``strong_baseline``  ``base.*``, ``bottleneck.*``, ``classifier.weight``  a whole Baseline
-``ibn_net``       ``conv1.*``, ``layer1-4.*``, ``fc.*``            an ImageNet backbone (``fc`` dropped)
-================  ===============================================  ===============================
+- ``fastreid``: ``backbone.*``, ``heads.*`` (``pixel_mean`` / ``pixel_std`` in release-era files),
+  a whole Baseline; its models' stem pools with ``ceil_mode`` (``stem_pool="ceil"``);
+- ``strong_baseline``: ``base.*``, ``bottleneck.*``, ``classifier.weight`` (reid-strong-baseline,
+  AICity DMT), a whole Baseline with IBN-Net's padded stem;
+- ``ibn_net``: ``conv1.*``, ``layer1-4.*``, ``fc.*`` (IBN-Net's ImageNet release), a backbone;
+  ``fc`` is dropped by the loader.
 """
 
 from __future__ import annotations
