@@ -78,7 +78,9 @@ def create_model(
             reid-strong-baseline / AICity DMT, IBN-Net; read with
             ``torch.load(weights_only=True)`` only, format told from its keys, converted once
             to a cached safetensors file); used instead of the tag's weights.
-        cache_dir: Hugging Face cache folder (default: HF_HUB_CACHE).
+        cache_dir: Hugging Face cache folder (default: HF_HUB_CACHE); release ``.pth`` files
+            and their conversions go to ``<cache_dir>/fnc-reid`` (default:
+            ``$HF_HUB_CACHE/../fnc-reid``).
         revision: branch, tag or commit of the Hub repo.
         **kwargs: architecture arguments such as ``last_stride``, ``separate``, ``fuse``; they
             override those a tag's weights need (e.g. ``stem_pool`` / ``pooling`` of the
