@@ -90,8 +90,9 @@ def _weight_gets(hub, filename="model.safetensors") -> list:
 
 
 def test_every_model_has_an_in1k_tag_from_timm():
-    tags = fnc.list_models(pretrained=True)
-    # The IBN-a models' weights are not timm's (their tags come with the IBN-Net / fast-reid sources).
+    # The IBN-a models' weights are not timm's: IBN-Net's and fast-reid's release files (tested in
+    # tests/test_pth_sources.py).
+    tags = fnc.list_models(pretrained=True, exclude_filters="*_ibn")
     assert tags == sorted(f"{m}.in1k" for m in fnc.list_models(exclude_filters="*_ibn"))
     repos = {"resnet50": "timm/resnet50.tv_in1k", "resnet101": "timm/resnet101.tv_in1k",
              "se_resnext101": "timm/seresnext101_32x4d.gluon_in1k"}
@@ -102,6 +103,32 @@ def test_every_model_has_an_in1k_tag_from_timm():
         assert cfg.weights_format == "timm_backbone" and cfg.classifier == ("fc",)
         assert cfg.input_size == (3, 288, 384) and cfg.license and cfg.source and cfg.dataset
     assert fnc.get_pretrained_cfg("fnc_se_resnext101").name == "fnc_se_resnext101.in1k"
+
+
+def test_ibn_tags_are_release_urls_with_their_metrics():
+    tags = fnc.list_models("*_ibn", pretrained=True)
+    assert tags == [
+        "baseline_resnet101_ibn.in1k", "baseline_resnet50_ibn.fastreid_vehicleid",
+        "baseline_resnet50_ibn.fastreid_veriwild", "baseline_resnet50_ibn.in1k", "sbs_resnet50_ibn.fastreid_veri",
+    ]
+    for tag in tags:
+        cfg = fnc.get_pretrained_cfg(tag)
+        assert cfg.url.startswith("https://github.com/") and cfg.hf_hub_id is None and cfg.file is None
+        assert cfg.input_size == (3, 256, 256) and cfg.interpolation == "bicubic"
+        assert cfg.mean == (0.485, 0.456, 0.406) and cfg.std == (0.229, 0.224, 0.225)
+        assert all(0 <= v <= 1 for v in cfg.metrics.values())
+    in1k = fnc.get_pretrained_cfg("baseline_resnet50_ibn.in1k")
+    assert in1k.url == "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/resnet50_ibn_a-d9d0bb7b.pth"
+    assert (in1k.license, in1k.weights_format, in1k.model_args) == ("mit", "timm_backbone", {})
+    veri = fnc.get_pretrained_cfg("sbs_resnet50_ibn")
+    assert veri.name == "sbs_resnet50_ibn.fastreid_veri" and veri.license == "apache-2.0"
+    assert veri.url == "https://github.com/JDAI-CV/fast-reid/releases/download/v0.1.1/veri_sbs_R50-ibn.pth"
+    assert veri.metrics == {"rank1": 0.970, "mAP": 0.819, "mINP": 0.463} and "MODEL_ZOO" in veri.source
+    # fast-reid's BoT vehicle configs pool with GeM (p = 3); every fast-reid model has its ceil stem.
+    wild = fnc.create_model("baseline_resnet50_ibn.fastreid_veriwild")
+    assert wild.pool.p == 3.0 and not wild.pool.learn_p and wild.backbone.maxpool.ceil_mode
+    assert fnc.create_model("baseline_resnet50_ibn.fastreid_veriwild", pooling="avg").pool.__class__.__name__ == "GlobalAvgPool"
+    assert fnc.create_model("baseline_resnet50_ibn").backbone.maxpool.padding == 1  # IBN-Net's stem by default
 
 
 def test_headline_fnc_se_resnext101_holds_imagenet_in_trunk_and_both_branches(timm_weights, caplog):
@@ -437,10 +464,15 @@ def test_pickle_is_refused_and_never_unpickled(small_checkpoint, tmp_path, hub, 
             load()
     assert not _weight_gets(hub, "pytorch_model.bin")
 
-    # Local files: by name, and by content when a pickle is named .safetensors.
-    for name in ("model.bin", "model.pth", "model.pt"):
+    # Local files: by name, and by content when a pickle is named .safetensors. A .pth / .pt is
+    # a third-party checkpoint by design, read only by torch's weights-only unpickler, which
+    # refuses this one (tests/test_pth_sources.py).
+    (tmp_path / "model.bin").write_bytes(evil)
+    with pytest.raises(UnsafeCheckpointError, match="model.bin.*refuses pickle"):
+        fnc.create_model("baseline_resnet50", checkpoint_path=tmp_path / "model.bin")
+    for name in ("model.pth", "model.pt"):
         (tmp_path / name).write_bytes(evil)
-        with pytest.raises(UnsafeCheckpointError, match=f"{name}.*refuses pickle"):
+        with pytest.raises(UnsafeCheckpointError, match=f"{name}.*weights_only=True"):
             fnc.create_model("baseline_resnet50", checkpoint_path=tmp_path / name)
     disguised = tmp_path / "disguised.safetensors"
     disguised.write_bytes(evil)

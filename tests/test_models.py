@@ -389,10 +389,18 @@ def test_list_models_filters():
     assert fnc.list_models("fnc_*") == ["fnc_resnet101", "fnc_resnet50", "fnc_se_resnext101"]
     assert fnc.list_models(["bfe_*", "*resnet101"]) == ["baseline_resnet101", "bfe_resnet50", "bfe_se_resnext101", "fnc_resnet101"]
     assert fnc.list_models("*resnet50", exclude_filters="baseline_*") == ["bfe_resnet50", "fnc_resnet50", "mgn_resnet50"]
-    tagged = fnc.list_models(pretrained=True)
-    # Every model but the untagged IBN-a ones has timm's ImageNet backbone as its tag.
+    tagged = fnc.list_models(pretrained=True, exclude_filters="*_ibn")
+    # Every model but the IBN-a ones has timm's ImageNet backbone as its only tag.
     assert len(tagged) == len(fnc.list_models(exclude_filters="*_ibn")) and all(t.endswith(".in1k") for t in tagged)
-    assert fnc.list_models("*_ibn", pretrained=True) == []
+    # The IBN-a ones: IBN-Net's ImageNet backbones and fast-reid's vehicle models.
+    assert fnc.list_models("*_ibn", pretrained=True) == [
+        "baseline_resnet101_ibn.in1k", "baseline_resnet50_ibn.fastreid_vehicleid",
+        "baseline_resnet50_ibn.fastreid_veriwild", "baseline_resnet50_ibn.in1k", "sbs_resnet50_ibn.fastreid_veri",
+    ]
+    assert fnc.list_models("*_ibn", pretrained=True, exclude_filters="*.in1k") == [
+        "baseline_resnet50_ibn.fastreid_vehicleid", "baseline_resnet50_ibn.fastreid_veriwild",
+        "sbs_resnet50_ibn.fastreid_veri",
+    ]
     assert fnc.list_models("fnc_*", pretrained=True) == [f"{n}.in1k" for n in fnc.list_models("fnc_*")]
 
 

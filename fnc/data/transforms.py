@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_transforms"]
 
 from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+
+_INTERPOLATIONS = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 
 
 def build_transforms(
@@ -38,8 +40,8 @@ def build_transforms(
         flip_p: probability of a horizontal flip.
         padding: pixels of zero padding before the random crop; 0 disables pad + crop.
         erase_p: probability of random erasing; 0 disables it.
-        interpolation: the resize's interpolation (``"bilinear"``, ``"bicubic"``, ...; a
-            model's ``pretrained_cfg.interpolation``), antialiased as PIL resizes.
+        interpolation: resize interpolation, ``"bilinear"`` or ``"bicubic"`` (fast-reid's
+            models are fed bicubic resizes); a PIL image is resized by PIL.
 
     Returns:
         A ``v2.Compose``.
@@ -54,12 +56,11 @@ def build_transforms(
     size = tuple(input_size)
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"input_size must be (H, W) with positive sides, got {input_size}")
-    try:
-        mode = InterpolationMode(interpolation)
-    except ValueError:
-        choices = ", ".join(m.value for m in InterpolationMode)
-        raise ValueError(f"interpolation {interpolation!r} is not one of: {choices}") from None
-    ops: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, interpolation=mode, antialias=True)]
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
+    # Resize before ToImage: a PIL image is resized by PIL itself, exactly as fast-reid's
+    # T.Resize(size, interpolation=3) does, so a model it trained sees the same pixels.
+    ops: list[v2.Transform] = [v2.Resize(size, _INTERPOLATIONS[interpolation], antialias=True), v2.ToImage()]
     if train:
         if flip_p > 0:
             ops.append(v2.RandomHorizontalFlip(p=flip_p))

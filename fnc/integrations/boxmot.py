@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from ..inference.preprocess import build_eval_transform
@@ -61,9 +62,10 @@ def _preprocessing(model: nn.Module) -> Callable[[np.ndarray], torch.Tensor]:
     """The model's evaluation preprocessing (:func:`fnc.inference.build_eval_transform`) on one RGB crop.
 
     Maps an (h, w, 3) uint8 RGB array to a (3, H, W) float32 tensor, exactly as ``extract``
-    prepares an image file.
+    prepares an image file (a PIL image, so PIL does the resize as it does for files).
     """
-    return build_eval_transform(model)
+    transform = build_eval_transform(model)
+    return lambda crop: transform(Image.fromarray(crop))
 
 
 class AppearanceModel:

@@ -2,6 +2,7 @@
 
 from ._base import ReIDModel
 from ._builder import WeightSource, build_model_with_cfg, load_pretrained, resolve_source
+from ._convert import convert_checkpoint
 from ._factory import create_model
 from ._hub import HubOptions
 from ._loader import CheckpointMismatchError, CorruptCheckpointError, PretrainedNotFoundError, UnsafeCheckpointError
@@ -30,4 +31,5 @@ __all__ = [
     "build_model_with_cfg", "create_backbone", "create_model", "get_pretrained_cfg", "is_model",
     "list_models", "list_pretrained_tags", "model_entrypoint", "register_model", "split_model_name_tag",
     "CONFIG_NAME", "WEIGHTS_NAME", "HubOptions", "WeightSource", "in1k_cfg", "resolve_source",
+    "convert_checkpoint",
 ]

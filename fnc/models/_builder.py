@@ -13,14 +13,18 @@ Every weight source goes the same way::
 - a ``save_pretrained`` folder as ``checkpoint_path``: the same, read from the folder; the cfg's
   ``file`` is the folder's ``model.safetensors``;
 - a ``.safetensors`` file as ``checkpoint_path``: the registered tag's cfg with ``file`` set;
+- a ``.pth`` / ``.pt`` file as ``checkpoint_path`` (fast-reid, reid-strong-baseline / DMT, IBN-Net,
+  told from its keys): the tag's cfg with ``file`` set and the format's weights format, plus the
+  architecture arguments that code base's models have (fast-reid's ``stem_pool="ceil"``); telling
+  the format reads it once with ``torch.load(weights_only=True)`` and converts it to a
+  safetensors file cached by content (:mod:`fnc.models._pth`), which is what gets loaded;
 - a registered ``arch`` / ``arch.tag``: the registry's cfg (``hf_hub_id`` for ``pretrained=True``).
 
 :func:`load_pretrained` then fetches what the cfg points at, in one chain: ``cfg.file`` (a local
-file) before ``cfg.hf_hub_id`` (downloaded through the Hugging Face cache with the call's
-:class:`~fnc.models._hub.HubOptions`). A release file on plain HTTP(S) (``PretrainedCfg.url``,
-e.g. a third-party ``.pth`` converted once to safetensors in a cache) is one more ``elif cfg.url``
-link of that chain in :func:`_weights_file` (and ``PretrainedCfg.has_weights`` counting ``url``);
-a registered tag that sets ``url`` then needs nothing else. No source sets it yet.
+safetensors file, or a ``.pth``'s cached conversion) before ``cfg.hf_hub_id`` (downloaded through the Hugging Face cache with the
+call's :class:`~fnc.models._hub.HubOptions`) before ``cfg.url`` (a release ``.pth`` on plain
+HTTP(S), downloaded once into the fnc-reid cache and converted there once to safetensors). Every
+link ends in a safetensors file read by the one strict loader.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from ._loader import (
     read_json,
 )
 from ._pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedCfg, cfg_from_config
+from ._pth import is_pth, pth_file_weights, url_weights
 from ._registry import get_pretrained_cfg, is_model, list_pretrained_tags, split_model_name_tag
 
 __all__ = ["WeightSource", "build_model_with_cfg", "load_pretrained", "resolve_source"]
@@ -56,8 +61,9 @@ class WeightSource:
     Attributes:
         cfg: the weights' config; ``cfg.architecture`` is the model to build, ``cfg.file`` or
             ``cfg.hf_hub_id`` where the weights are.
-        model_args: constructor arguments the source records (a published ``config.json``);
-            empty for a registered tag.
+        model_args: constructor arguments the source records (a published ``config.json``, or
+            those a ``.pth`` file's code base implies); empty for a registered tag (its
+            ``cfg.model_args`` say what its weights need).
         load: whether the weights are loaded (always, except a tag without ``pretrained=True``).
         hub: Hub options for fetching them (the revision of ``hf-hub:org/repo@rev`` included).
 
@@ -84,14 +90,19 @@ def resolve_source(
         model_name: ``arch``, ``arch.tag`` or ``"hf-hub:org/repo[@revision]"``; may be None when
             ``checkpoint_path`` is a ``save_pretrained`` folder.
         pretrained: load the tag's weights (a registered name only).
-        checkpoint_path: a ``.safetensors`` file or a ``save_pretrained`` folder.
+        checkpoint_path: a ``.safetensors`` file, a ``save_pretrained`` folder, or a ``.pth`` /
+            ``.pt`` of fast-reid, reid-strong-baseline / AICity DMT or IBN-Net.
         hub: how to reach the Hub.
 
     Raises:
         ValueError: no source, an unknown name, or two conflicting ones.
         PretrainedNotFoundError: a folder or repo without ``config.json`` / ``model.safetensors``.
-        UnsafeCheckpointError: a folder holding only pickle weights.
-        CheckpointMismatchError: a published config naming another or an unknown architecture.
+        UnsafeCheckpointError: a folder holding only pickle weights; a ``.pth`` whose pickle
+            needs a global besides tensors (it could run code).
+        CorruptCheckpointError: a truncated ``.pth``.
+        CheckpointMismatchError: a published config naming another or an unknown architecture;
+            a ``.pth`` of no known format, or whose ``pixel_mean`` / ``pixel_std`` differ from the
+            tag's mean / std.
 
     Example:
         >>> src = resolve_source("fnc_resnet50", pretrained=True)
@@ -117,6 +128,18 @@ def resolve_source(
             "checkpoint_path=<folder written by save_pretrained>"
         )
     cfg = get_pretrained_cfg(model_name)
+    if checkpoint_path is not None and is_pth(checkpoint_path):
+        # Converted (or found converted) now: the format says what the weights are and which
+        # architecture arguments they need before the model is built.
+        fmt = pth_file_weights(checkpoint_path, cfg, hub)[1]
+        local = replace(
+            cfg, file=os.fspath(checkpoint_path), hf_hub_id=None, url=None, weights_format=fmt.weights_format,
+            classifier=fmt.classifier, source=f"{fmt.description} checkpoint {os.path.basename(checkpoint_path)}",
+        )
+        if not split_model_name_tag(model_name)[1]:
+            # The default tag describes other weights (an ImageNet backbone); a bare name claims nothing.
+            local = replace(local, dataset="", metrics={}, license="")
+        return WeightSource(local, dict(fmt.model_args), hub=hub)
     if checkpoint_path is not None:
         return WeightSource(replace(cfg, file=os.fspath(checkpoint_path)), hub=hub)
     return WeightSource(cfg, load=pretrained, hub=hub)
@@ -163,14 +186,18 @@ def _published(config: dict, where: str, model_name: str | None, hub: HubOptions
 
 def _weights_file(cfg: PretrainedCfg, hub: HubOptions) -> tuple[str, str]:
     """The local path of the weights ``cfg`` points at, and the name messages give them."""
+    if cfg.file is not None and is_pth(cfg.file):
+        return str(pth_file_weights(cfg.file, cfg, hub)[0]), repr(cfg.file)
     if cfg.file is not None:
         return cfg.file, repr(cfg.file)
     if cfg.hf_hub_id is not None:
         return download(cfg.hf_hub_id, cfg.hf_hub_filename, hub), hub_location(cfg.hf_hub_id, hub.revision)
+    if cfg.url is not None:
+        return str(url_weights(cfg, hub)), cfg.url
     tags = ", ".join(f"{cfg.architecture}.{t}" for t in list_pretrained_tags(cfg.architecture)) or "none"
     raise PretrainedNotFoundError(
         f"{cfg.name} has no pretrained weights (tags with weights: {tags}); pick a tag, or pass "
-        "checkpoint_path=<.safetensors file or save_pretrained folder>"
+        "checkpoint_path=<.safetensors file, save_pretrained folder or third-party .pth>"
     )
 
 
@@ -179,8 +206,10 @@ def load_pretrained(
 ) -> None:
     """Fill ``model`` with the weights ``pretrained_cfg`` (default: ``model.pretrained_cfg``) points at.
 
-    ``cfg.file`` (a local ``.safetensors`` file) wins over ``cfg.hf_hub_id``, which is fetched
-    through the Hugging Face cache; loading is strict (see :mod:`fnc.models._loader`).
+    ``cfg.file`` (a local ``.safetensors`` file) wins over ``cfg.hf_hub_id``, fetched through the
+    Hugging Face cache, which wins over ``cfg.url``, a release ``.pth`` downloaded once into the
+    fnc-reid cache and converted there once to safetensors; loading is strict (see
+    :mod:`fnc.models._loader`).
 
     Example:
         >>> import fnc

@@ -29,6 +29,11 @@ _HUB_DATASET_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _RERANK = "k-reciprocal (k1=75, k2=10, lambda=0.1)"
 
 
+_TABLE_KEYS = frozenset(
+    {"mAP", "map", "rank1", "rank-1", "top1", "mAP_rerank", "map_rerank", "rank1_rerank", "rank-1_rerank", "top1_rerank"}
+)
+
+
 def _percent(metrics: Mapping[str, float], *names: str) -> str:
     for name in names:
         if name in metrics:
@@ -92,6 +97,12 @@ def render_card(info: Mapping[str, Any]) -> str:
         f"| without | {_percent(metrics, 'mAP', 'map')} | {_percent(metrics, 'rank1', 'rank-1', 'top1')} |",
         f"| with {_RERANK} | {_percent(metrics, 'mAP_rerank', 'map_rerank')} | "
         f"{_percent(metrics, 'rank1_rerank', 'rank-1_rerank', 'top1_rerank')} |",
+    ]
+    # Benchmarks with several test sets (VehicleID, VERI-Wild) report e.g. rank1_small, mAP_large.
+    others = [k for k in metrics if k not in _TABLE_KEYS]
+    if others:
+        lines += ["", "| other metric | % |", "|---|---|"] + [f"| {k} | {100 * metrics[k]:.1f} |" for k in others]
+    lines += [
         "",
         "## Usage",
         "",

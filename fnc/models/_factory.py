@@ -27,7 +27,8 @@ def create_model_from_source(source: WeightSource, expected_cls: type | None = N
         source: from :func:`~fnc.models._builder.resolve_source`.
         expected_cls: raise unless the model is an instance of this class
             (``FNC.from_pretrained`` on a BFE checkpoint).
-        **kwargs: architecture arguments; they override those the source records.
+        **kwargs: architecture arguments; they override those the source records, which
+            override those the weights' cfg needs (``cfg.model_args``).
 
     Raises:
         CheckpointMismatchError: the model is not an ``expected_cls``.
@@ -38,7 +39,7 @@ def create_model_from_source(source: WeightSource, expected_cls: type | None = N
         3
     """
     cfg = source.cfg
-    args = {**source.model_args, **kwargs}
+    args = {**cfg.model_args, **source.model_args, **kwargs}
     model = model_entrypoint(cfg.architecture)(pretrained=source.load, pretrained_cfg=cfg, hub=source.hub, **args)
     if expected_cls is not None and not isinstance(model, expected_cls):
         where = cfg.file if cfg.file is not None else f"hf-hub:{cfg.hf_hub_id}"
@@ -66,23 +67,34 @@ def create_model(
             ``"hf-hub:org/repo"`` / ``"hf-hub:org/repo@revision"`` for a checkpoint published
             with ``push_to_hub`` (its config names the architecture; its weights are always
             loaded). May be omitted when ``checkpoint_path`` is a ``save_pretrained`` folder.
-        pretrained: load the tag's weights (the default tag when none is given): today each
-            model's ``.in1k`` ImageNet backbone from timm's Hub repos; heads are initialised.
+        pretrained: load the tag's weights (the default tag when none is given): each
+            model's ``.in1k`` ImageNet backbone (timm's Hub repos; IBN-Net's release for the
+            IBN-a models), heads initialised; or a trained re-ID model, e.g. fast-reid's
+            ``sbs_resnet50_ibn.fastreid_veri`` (see ``fnc.list_models(pretrained=True)``).
         num_classes: identities of the classifier; 0 = none (feature extractor). A checkpoint's
             classifier of another size is dropped and re-initialised (said in the log).
-        checkpoint_path: a local ``.safetensors`` file (timm backbone or whole model) or a folder
-            written by ``save_pretrained``; used instead of the Hub.
-        cache_dir: Hugging Face cache folder (default: HF_HUB_CACHE).
+        checkpoint_path: a local ``.safetensors`` file (timm backbone or whole model), a folder
+            written by ``save_pretrained``, or a third-party ``.pth`` / ``.pt`` (fast-reid,
+            reid-strong-baseline / AICity DMT, IBN-Net; read with
+            ``torch.load(weights_only=True)`` only, format told from its keys, converted once
+            to a cached safetensors file); used instead of the tag's weights.
+        cache_dir: Hugging Face cache folder (default: HF_HUB_CACHE); release ``.pth`` files
+            and their conversions go to ``<cache_dir>/fnc-reid`` (default:
+            ``$HF_HUB_CACHE/../fnc-reid``).
         revision: branch, tag or commit of the Hub repo.
-        **kwargs: architecture arguments such as ``last_stride``, ``separate``, ``fuse``.
+        **kwargs: architecture arguments such as ``last_stride``, ``separate``, ``fuse``; they
+            override those a tag's weights need (e.g. ``stem_pool`` / ``pooling`` of the
+            ``.fastreid_*`` tags).
 
     Returns:
         The model, in train mode like any new ``nn.Module``.
 
     Raises:
         PretrainedNotFoundError: no such repo, revision, file, or cached copy when offline.
-        UnsafeCheckpointError: a pickle checkpoint (refused, never unpickled).
-        CorruptCheckpointError: a truncated or corrupted safetensors file.
+        UnsafeCheckpointError: a pickle where safetensors is expected (refused, never
+            unpickled), or a ``.pth`` that needs a global besides tensors (refused by
+            ``weights_only`` loading; the global is named).
+        CorruptCheckpointError: a truncated or corrupted file.
         CheckpointMismatchError: weights of another architecture (missing / unexpected keys).
 
     Example:
@@ -91,6 +103,7 @@ def create_model(
         >>> model(torch.randn(2, 3, 64, 64)).shape
         torch.Size([2, 1536])
         >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
+        >>> model = fnc.create_model("sbs_resnet50_ibn.fastreid_veri", pretrained=True)  # doctest: +SKIP
     """
     hub = HubOptions(revision=revision, cache_dir=cache_dir)
     source = resolve_source(model_name, pretrained, checkpoint_path, hub)

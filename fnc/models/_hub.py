@@ -54,7 +54,9 @@ class HubOptions:
 
     Attributes:
         revision: branch, tag or commit sha (None: ``main``).
-        cache_dir: Hugging Face cache folder (None: HF_HUB_CACHE).
+        cache_dir: Hugging Face cache folder (None: HF_HUB_CACHE); release ``.pth`` files and
+            their safetensors conversions go to its ``fnc-reid/`` subfolder (None: beside
+            HF_HUB_CACHE, see :func:`fnc.models._pth.cache_folder`).
         force_download: download again even if cached.
         local_files_only: use the cache only, never the network.
         token: Hub token (None: HF_TOKEN or the stored login; False: none).

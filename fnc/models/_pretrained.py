@@ -1,7 +1,7 @@
 """Pretrained configuration and the published-checkpoint format: what every weight source becomes.
 
 :class:`PretrainedCfg` says what one set of weights is and where it lives (``file``,
-``hf_hub_id`` or, later, ``url``); the builder loads from whichever is set. This module also owns
+``hf_hub_id`` or ``url``); the builder loads from whichever is set. This module also owns
 the published format that ``save_pretrained`` writes and every reader reads back: the file names
 (:data:`CONFIG_NAME`, :data:`WEIGHTS_NAME`) and which cfg fields travel in ``config.json``.
 It imports nothing from ``fnc.models``: it is the bottom of the package's import graph.
@@ -52,8 +52,8 @@ class PretrainedCfg:
     """What one set of weights is: where it lives and how to feed the model it fills.
 
     Every weight source (a registered ``<architecture>.<tag>``, ``hf-hub:org/repo``, a
-    ``save_pretrained`` folder, a ``.safetensors`` file) becomes one of these; the builder loads
-    from ``file`` if set, else from ``hf_hub_id``.
+    ``save_pretrained`` folder, a ``.safetensors`` or ``.pth`` file, a release URL) becomes one of
+    these; the builder loads from ``file`` if set, else from ``hf_hub_id``, else from ``url``.
 
     Attributes:
         architecture: registered model name, e.g. ``"fnc_se_resnext101"``.
@@ -61,9 +61,10 @@ class PretrainedCfg:
         hf_hub_id: Hugging Face Hub repo holding the weights, or None.
         hf_hub_filename: file in that repo (safetensors only).
         file: a local ``.safetensors`` file holding the weights, or None (wins over the Hub).
-        url: an HTTP(S) address of the weights, or None. Reserved for release files published
-            outside the Hub: no source sets it yet, and neither :attr:`has_weights` nor the
-            builder reads it until the builder can fetch it.
+        url: an HTTP(S) address of a release ``.pth`` published outside the Hub (fast-reid's,
+            IBN-Net's), or None. It is downloaded once into the cache, read with
+            ``torch.load(weights_only=True)``, mapped onto fnc-reid's keys and converted to
+            safetensors beside it; later loads read only the safetensors file.
         weights_format: ``"timm_backbone"`` for an ImageNet backbone checkpoint with timm's keys
             (the loader fills every copy of each backbone tensor), ``"fnc"`` for a full model.
         input_size: (C, H, W) the weights were trained at.
@@ -81,6 +82,9 @@ class PretrainedCfg:
         license: license of the weights.
         source: where the weights come from.
         paper: the method's paper.
+        model_args: architecture arguments the weights need (e.g. ``{"stem_pool": "ceil",
+            "pooling": "gem"}`` for fast-reid's BoT on VERI-Wild); ``create_model`` applies them
+            unless the caller passes the same argument.
 
     Example:
         >>> PretrainedCfg(architecture="fnc_resnet50", tag="in1k").name
@@ -105,6 +109,7 @@ class PretrainedCfg:
     license: str = ""
     source: str = ""
     paper: str = PAPER
+    model_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -113,8 +118,8 @@ class PretrainedCfg:
 
     @property
     def has_weights(self) -> bool:
-        """True if the cfg names a place the builder loads weights from (``file`` or ``hf_hub_id``)."""
-        return self.file is not None or self.hf_hub_id is not None
+        """True if the cfg names a place the builder loads weights from (``file``, ``hf_hub_id``, ``url``)."""
+        return self.file is not None or self.hf_hub_id is not None or self.url is not None
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict."""

@@ -264,6 +264,19 @@ def _timm_in1k(hub_id: str, source: str) -> PretrainedCfg:
     )
 
 
+def _ibn_net_in1k(filename: str, depth: int) -> PretrainedCfg:
+    # IBN-Net's ImageNet release (v1.0, MIT); fast-reid starts its IBN-a models from the same files.
+    # Its ResNet stem pools with padding 1, the backbones' default stem_pool.
+    return PretrainedCfg(
+        url=f"https://github.com/XingangPan/IBN-Net/releases/download/v1.0/{filename}",
+        weights_format="timm_backbone",
+        classifier=("fc",),
+        dataset="imagenet-1k (backbone only)",
+        license="mit",
+        source=f"IBN-Net ResNet-{depth}-IBN-a ImageNet-1k weights, release v1.0 (XingangPan/IBN-Net)",
+    )
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """Architecture of one backbone, the timm model it is key-compatible with, and its ImageNet weights.
@@ -299,8 +312,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             "timm/seresnext101_32x4d.gluon_in1k", "Gluon SE-ResNeXt-101 32x4d ImageNet-1k weights, timm repackaging"
         ),
     ),
-    "resnet50_ibn": BackboneSpec((3, 4, 6, 3), ibn=True),
-    "resnet101_ibn": BackboneSpec((3, 4, 23, 3), ibn=True),
+    "resnet50_ibn": BackboneSpec((3, 4, 6, 3), ibn=True, in1k=_ibn_net_in1k("resnet50_ibn_a-d9d0bb7b.pth", 50)),
+    "resnet101_ibn": BackboneSpec((3, 4, 23, 3), ibn=True, in1k=_ibn_net_in1k("resnet101_ibn_a-59ea0ac6.pth", 101)),
 }
 
 

@@ -140,14 +140,52 @@ def _create_baseline(variant: str, pretrained: bool = False, **kwargs) -> Baseli
 
 
 # fast-reid's vehicle models (VeRi, VehicleID, VERI-Wild) see 256 x 256 images resized bicubic,
-# normalised with ImageNet's mean / std; these untagged cfgs feed the IBN models the same way.
-_FASTREID_INPUT = PretrainedCfg(input_size=(3, 256, 256), interpolation="bicubic")
+# normalised with ImageNet's mean / std; the IBN models' tags all feed them the same way.
+_FASTREID_INPUT = dict(input_size=(3, 256, 256), interpolation="bicubic")
+_FASTREID_RELEASE = "https://github.com/JDAI-CV/fast-reid/releases/download/v0.1.1/"
+_FASTREID_ZOO = "fast-reid MODEL_ZOO.md (JDAI-CV/fast-reid), release v0.1.1"
+_FASTREID_PAPER = "https://arxiv.org/abs/2006.02631"
+
+
+def _fastreid(filename: str, config: str, dataset: str, metrics: dict[str, float], **model_args) -> PretrainedCfg:
+    # fast-reid's ResNet stem pools with ceil_mode and no padding; its weights need that stem.
+    return PretrainedCfg(
+        url=_FASTREID_RELEASE + filename,
+        dataset=dataset,
+        metrics=metrics,
+        license="apache-2.0",
+        source=f"fast-reid {config} ({filename}); metrics as reported by {_FASTREID_ZOO}, not measured by fnc-reid",
+        paper=_FASTREID_PAPER,
+        model_args={"stem_pool": "ceil", **model_args},
+        **_FASTREID_INPUT,
+    )
+
 
 default_cfgs = {f"baseline_{name}.in1k": in1k_cfg(name) for name in ("resnet50", "resnet101", "se_resnext101")}
 default_cfgs.update({
-    "baseline_resnet50_ibn": _FASTREID_INPUT,
-    "baseline_resnet101_ibn": _FASTREID_INPUT,
-    "sbs_resnet50_ibn": replace(_FASTREID_INPUT, paper="https://arxiv.org/abs/2006.02631"),
+    "baseline_resnet50_ibn.in1k": replace(in1k_cfg("resnet50_ibn"), **_FASTREID_INPUT),
+    "baseline_resnet101_ibn.in1k": replace(in1k_cfg("resnet101_ibn"), **_FASTREID_INPUT),
+    # configs/VehicleID/bagtricks_R50-ibn.yml and configs/VERIWild/bagtricks_R50-ibn.yml: BoT with
+    # HEADS.POOL_LAYER gempool, fast-reid's GeneralizedMeanPooling with p fixed at 3.
+    "baseline_resnet50_ibn.fastreid_vehicleid": _fastreid(
+        "vehicleid_bot_R50-ibn.pth", "BoT(R50-ibn) configs/VehicleID/bagtricks_R50-ibn.yml", "vehicleid",
+        {"rank1_small": 0.866, "rank5_small": 0.979, "rank1_medium": 0.829, "rank5_medium": 0.960,
+         "rank1_large": 0.806, "rank5_large": 0.939},
+        pooling="gem",
+    ),
+    "baseline_resnet50_ibn.fastreid_veriwild": _fastreid(
+        "veriwild_bot_R50-ibn.pth", "BoT(R50-ibn) configs/VERIWild/bagtricks_R50-ibn.yml", "veriwild",
+        {"rank1_small": 0.964, "mAP_small": 0.877, "mINP_small": 0.692, "rank1_medium": 0.951,
+         "mAP_medium": 0.835, "mINP_medium": 0.612, "rank1_large": 0.925, "mAP_large": 0.773,
+         "mINP_large": 0.498},
+        pooling="gem",
+    ),
+    # configs/VeRi/sbs_R50-ibn.yml on configs/Base-SBS.yml: non-local, GeM with learned p
+    # (gempoolP), the architecture sbs_resnet50_ibn builds.
+    "sbs_resnet50_ibn.fastreid_veri": _fastreid(
+        "veri_sbs_R50-ibn.pth", "SBS(R50-ibn) configs/VeRi/sbs_R50-ibn.yml", "veri776",
+        {"rank1": 0.970, "mAP": 0.819, "mINP": 0.463},
+    ),
 })
 
 
@@ -174,7 +212,8 @@ def baseline_se_resnext101(pretrained: bool = False, **kwargs) -> Baseline:
 
 @register_model
 def baseline_resnet50_ibn(pretrained: bool = False, **kwargs) -> Baseline:
-    """BoT baseline on ResNet-50-IBN-a (fast-reid's ``bagtricks_R50-ibn`` with ``stem_pool="ceil"``)."""
+    """BoT baseline on ResNet-50-IBN-a: fast-reid's ``bagtricks_R50-ibn`` (its ``.fastreid_*`` tags
+    set the stem and pooling their weights were trained with)."""
     model_args = dict(backbone="resnet50_ibn")
     return _create_baseline("baseline_resnet50_ibn", pretrained, **dict(model_args, **kwargs))
 
