@@ -224,3 +224,52 @@ def test_curves_picture_has_its_panels():
     assert PALETTE[0] not in {c for _, c in empty.getcolors(1 << 20)}
     # A log axis drops non-positive values instead of failing on them.
     assert line_chart({"lr": ([1, 2, 3], [0.0, 1e-4, 1e-2])}, title="lr", log_y=True).size == (520, 440)
+
+
+def test_trainer_steps_equal_a_plain_pytorch_loop(tmp_path):
+    """The trainer adds nothing to the maths: same model, losses, Ranger and batches as a plain loop
+    give the same weights, so slow learning on a toy set is the data and the recipe, not the loop."""
+    import copy
+
+    from torch.utils.data import DataLoader
+
+    from fnc.data.dataset import ImageDataset
+    from fnc.data.sampler import PKSampler
+    from fnc.data.transforms import build_transforms
+    from fnc.losses.reid import ReIDLoss
+    from fnc.optim.ranger import Ranger
+
+    # 3 steps per epoch: 6 steps cross Ranger's Lookahead synchronisation (k=6) once.
+    data = read_dataset(write_veri(tmp_path / "veri", n_train=1))
+    recipe = dict(batch_size=8, num_instances=2, input_size=(32, 32), lr=1e-2, warmup_epochs=0, flip_p=0.0,
+                  padding=0, erase_p=0.0, num_workers=0, eval_every=0, progress=False, device="cpu", seed=5)
+    torch.manual_seed(0)
+    model = fnc.create_model("baseline_resnet50", num_classes=data.num_train_pids)
+    plain = copy.deepcopy(model)
+    trainer = Trainer(model, data, None, epochs=2, **recipe)
+    trainer.fit()
+
+    cfg = trainer.config
+    dc = trainer.data_config
+    transform = build_transforms(dc.hw, dc.mean, dc.std, train=True, flip_p=0.0, padding=0, erase_p=0.0,
+                                 interpolation=dc.interpolation)
+    sampler = PKSampler(data.train, num_instances=2, batch_size=8, seed=cfg.seed)
+    loader = DataLoader(ImageDataset(data.train, transform), batch_size=8, sampler=sampler)
+    opt = Ranger([p for p in plain.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas,
+                 weight_decay=cfg.weight_decay, k=cfg.lookahead_k, alpha=cfg.lookahead_alpha)
+    criterion = ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
+    losses = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        plain.train()
+        epoch_losses = []
+        for images, pids, _ in loader:
+            loss, _ = criterion([(o.feat, o.logits) for o in plain(images)], pids)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            epoch_losses.append(loss.item())
+        losses.append(sum(epoch_losses) / len(epoch_losses))
+    assert [r["loss"] for r in trainer.history] == pytest.approx(losses, rel=1e-5)
+    for (name, a), b in zip(trainer.model.state_dict().items(), plain.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name

@@ -176,8 +176,8 @@ class TrainConfig:
     progress: bool = field(
         default=True,
         metadata={"help": (
-            "report progress (rank 0 only): a tqdm bar on a terminal; in a log (no TTY) a line per "
-            "tenth of an epoch once the epoch has run 30 s, besides the line per epoch."
+            "report progress (rank 0 only): a tqdm bar on a terminal; in a log (no TTY) a line at "
+            "each tenth of an epoch, at most one per 30 s, besides the line per epoch."
         )},
     )
     tensorboard: bool = field(

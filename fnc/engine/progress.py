@@ -31,11 +31,14 @@ DEFAULT_MIN_INTERVAL = 30.0
 
 
 def is_terminal() -> bool:
-    """Whether ``sys.stderr`` (where progress goes) is an interactive terminal.
+    """Whether progress can be drawn as a bar: ``sys.stderr`` is a terminal, or this is a Jupyter
+    kernel (``tqdm.auto`` draws a widget there, which never floods a log).
 
     >>> isinstance(is_terminal(), bool)
     True
     """
+    if "ipykernel" in sys.modules:
+        return True
     stream = sys.stderr
     try:
         return stream is not None and stream.isatty()

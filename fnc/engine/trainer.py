@@ -3,7 +3,10 @@
 One epoch = P x K batches from :class:`~fnc.data.PKSampler` -> forward (AMP on GPU) -> Eq. 7 loss
 -> Ranger step; after it the warm-up / step schedule advances, the model is evaluated every
 ``eval_every`` epochs, and ``OUTPUT/last`` is written atomically with everything a resume needs.
-``OUTPUT/best`` holds the model with the best mAP. Both are ``save_pretrained`` folders.
+``OUTPUT/best`` holds the model with the best mAP. Both are ``save_pretrained`` folders. Each
+epoch's row (loss terms, lr, speed, time, metrics) goes to ``Trainer.history`` and, through
+:mod:`fnc.engine.history`, to ``OUTPUT/metrics.jsonl`` and ``OUTPUT/curves.png``; progress is a
+bar on a terminal and a few log lines per epoch elsewhere (:mod:`fnc.engine.progress`).
 
 Under ``torchrun`` the same code runs DDP: every rank takes a slice of whole identities of each
 global batch, the losses see the gathered global batch (see :mod:`fnc.engine.distributed`), and
@@ -102,7 +105,8 @@ class Trainer:
 
     Attributes:
         model: the model being trained (unwrapped, also under DDP).
-        history: one dict per finished epoch (loss, lr, images/s, metrics when evaluated).
+        history: one dict per finished epoch (``epoch`` from 1, loss and its terms, lr, images/s,
+            time, metrics when evaluated): the rows of ``OUTPUT/metrics.jsonl``.
         best_metrics: metrics of the best evaluated epoch so far (empty before any evaluation).
 
     Example:
