@@ -60,7 +60,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     exe = Path(sys.executable).with_name("fnc-reid")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "fnc.cli"]
-    return subprocess.run([*cmd, "train", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([*cmd, "train", *args], capture_output=True, text=True, env=env, timeout=600, check=False)
 
 
 def test_console_script_run_writes_metrics_curves_and_a_readable_log(tmp_path, tiny_veri):
@@ -241,8 +241,10 @@ def test_trainer_steps_equal_a_plain_pytorch_loop(tmp_path):
 
     # 3 steps per epoch: 6 steps cross Ranger's Lookahead synchronisation (k=6) once.
     data = read_dataset(write_veri(tmp_path / "veri", n_train=1))
-    recipe = dict(batch_size=8, num_instances=2, input_size=(32, 32), lr=1e-2, warmup_epochs=0, flip_p=0.0,
-                  padding=0, erase_p=0.0, num_workers=0, eval_every=0, progress=False, device="cpu", seed=5)
+    recipe = {
+        "batch_size": 8, "num_instances": 2, "input_size": (32, 32), "lr": 1e-2, "warmup_epochs": 0, "flip_p": 0.0,
+        "padding": 0, "erase_p": 0.0, "num_workers": 0, "eval_every": 0, "progress": False, "device": "cpu", "seed": 5,
+    }
     torch.manual_seed(0)
     model = fnc.create_model("baseline_resnet50", num_classes=data.num_train_pids)
     plain = copy.deepcopy(model)
