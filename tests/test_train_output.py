@@ -33,13 +33,29 @@ from _train_helpers import write_veri  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model", "baseline_resnet50", "--batch-size", "8", "--num-instances", "2", "--input-size", "32", "32",
-    "--eval-every", "1", "--no-pretrained", "--device", "cpu", "--seed", "3",
+    "--model",
+    "baseline_resnet50",
+    "--batch-size",
+    "8",
+    "--num-instances",
+    "2",
+    "--input-size",
+    "32",
+    "32",
+    "--eval-every",
+    "1",
+    "--no-pretrained",
+    "--device",
+    "cpu",
+    "--seed",
+    "3",
 ]
 TRAIN_KEYS = {"epoch", "loss", "loss_id", "loss_triplet", "lr", "images_per_s", "epoch_time_s", "steps"}
 EVAL_KEYS = {"mAP", "rank1", "rank5", "rank10", "mINP", "eval_time_s"}
 # The trainer's line at the end of each epoch.
-EPOCH_LINE = re.compile(r"fnc\.engine\.trainer: epoch (\d+)/(\d+): loss \d+\.\d+ \(id \d+\.\d+, triplet \d+\.\d+\), lr ")
+EPOCH_LINE = re.compile(
+    r"fnc\.engine\.trainer: epoch (\d+)/(\d+): loss \d+\.\d+ \(id \d+\.\d+, triplet \d+\.\d+\), lr "
+)
 
 
 @pytest.fixture(autouse=True)
@@ -101,12 +117,16 @@ def test_console_script_run_writes_metrics_curves_and_a_readable_log(tmp_path, t
     # on resume, and the resumed epochs follow the checkpoint's.
     with (out / METRICS_FILE).open("a") as f:
         f.write(json.dumps({**rows[-1], "epoch": 4}) + "\n")
-    resumed = _train(*TINY, "--data", tiny_veri, "--output", str(out), "--epochs", "4", "--resume", "--num-workers", "0")
+    resumed = _train(
+        *TINY, "--data", tiny_veri, "--output", str(out), "--epochs", "4", "--resume", "--num-workers", "0"
+    )
     assert resumed.returncode == 0, resumed.stderr
     after = read_metrics(out)
     assert [r["epoch"] for r in after] == [1, 2, 3, 4]
     assert after[:3] == rows and after[3]["loss"] != rows[-1]["loss"]
-    assert "resumed from" in resumed.stderr and [m.group(1) for m in map(EPOCH_LINE.search, resumed.stderr.splitlines()) if m] == ["4"]
+    assert "resumed from" in resumed.stderr and [
+        m.group(1) for m in map(EPOCH_LINE.search, resumed.stderr.splitlines()) if m
+    ] == ["4"]
 
 
 def test_tensorboard_without_the_package_is_a_one_line_error_up_front(tmp_path, tiny_veri, capsys, monkeypatch):
@@ -202,14 +222,21 @@ def test_loader_workers_never_exceed_the_cpus(tmp_path, tiny_veri):
 def test_worker_default_follows_the_affinity_mask():
     code = "from fnc.data.workers import resolve_num_workers; print(resolve_num_workers(None))"
     one_cpu = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
     )
     assert one_cpu.stdout.strip() == "1"
 
 
 def test_curves_picture_has_its_panels():
-    rows = [{"epoch": e, "loss": 4.0 / e, "loss_id": 2.0 / e, "loss_triplet": 1.0 / e, "lr": 3.5e-5 * e} for e in range(1, 11)]
+    rows = [
+        {"epoch": e, "loss": 4.0 / e, "loss_id": 2.0 / e, "loss_triplet": 1.0 / e, "lr": 3.5e-5 * e}
+        for e in range(1, 11)
+    ]
     for r in rows[4::5]:
         r.update(mAP=0.1 * r["epoch"] / 5, rank1=0.2 * r["epoch"] / 5)
     img = training_curves(rows, title="runs/toy")
@@ -242,8 +269,19 @@ def test_trainer_steps_equal_a_plain_pytorch_loop(tmp_path):
     # 3 steps per epoch: 6 steps cross Ranger's Lookahead synchronisation (k=6) once.
     data = read_dataset(write_veri(tmp_path / "veri", n_train=1))
     recipe = {
-        "batch_size": 8, "num_instances": 2, "input_size": (32, 32), "lr": 1e-2, "warmup_epochs": 0, "flip_p": 0.0,
-        "padding": 0, "erase_p": 0.0, "num_workers": 0, "eval_every": 0, "progress": False, "device": "cpu", "seed": 5,
+        "batch_size": 8,
+        "num_instances": 2,
+        "input_size": (32, 32),
+        "lr": 1e-2,
+        "warmup_epochs": 0,
+        "flip_p": 0.0,
+        "padding": 0,
+        "erase_p": 0.0,
+        "num_workers": 0,
+        "eval_every": 0,
+        "progress": False,
+        "device": "cpu",
+        "seed": 5,
     }
     torch.manual_seed(0)
     model = fnc.create_model("baseline_resnet50", num_classes=data.num_train_pids)
@@ -253,12 +291,19 @@ def test_trainer_steps_equal_a_plain_pytorch_loop(tmp_path):
 
     cfg = trainer.config
     dc = trainer.data_config
-    transform = build_transforms(dc.hw, dc.mean, dc.std, train=True, flip_p=0.0, padding=0, erase_p=0.0,
-                                 interpolation=dc.interpolation)
+    transform = build_transforms(
+        dc.hw, dc.mean, dc.std, train=True, flip_p=0.0, padding=0, erase_p=0.0, interpolation=dc.interpolation
+    )
     sampler = PKSampler(data.train, num_instances=2, batch_size=8, seed=cfg.seed)
     loader = DataLoader(ImageDataset(data.train, transform), batch_size=8, sampler=sampler)
-    opt = Ranger([p for p in plain.parameters() if p.requires_grad], lr=cfg.lr, betas=cfg.betas,
-                 weight_decay=cfg.weight_decay, k=cfg.lookahead_k, alpha=cfg.lookahead_alpha)
+    opt = Ranger(
+        [p for p in plain.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        betas=cfg.betas,
+        weight_decay=cfg.weight_decay,
+        k=cfg.lookahead_k,
+        alpha=cfg.lookahead_alpha,
+    )
     criterion = ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
     losses = []
     for epoch in range(2):

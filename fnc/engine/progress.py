@@ -132,8 +132,13 @@ class EpochProgress:
             shown = ", ".join(f"{k} {v:.2e}" if k == "lr" else f"{k} {v:.4f}" for k, v in values.items())
             logger.info(
                 "%s: %3d%% (%d/%d steps)%s, %.1f images/s, eta %s",
-                self.desc, 100 * self.steps // self.total, self.steps, self.total,
-                f", {shown}" if shown else "", speed, _duration(eta),
+                self.desc,
+                100 * self.steps // self.total,
+                self.steps,
+                self.total,
+                f", {shown}" if shown else "",
+                speed,
+                _duration(eta),
             )
 
     def close(self) -> None:

@@ -23,8 +23,16 @@ __all__ = ["PALETTE", "line_chart", "training_curves"]
 
 #: Line colours, in the order series are drawn (distinct in print and for common colour blindness).
 PALETTE = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 )
 _AXIS = (90, 90, 90)
 _GRID = (228, 228, 228)
@@ -122,7 +130,11 @@ def line_chart(
     title_font, label_font, tick_font = font(18), font(14), font(12)
     points: dict[str, list[tuple[float, float]]] = {}
     for label, (xs, ys) in series.items():
-        kept = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None and math.isfinite(float(y)) and (not log_y or float(y) > 0)]
+        kept = [
+            (float(x), float(y))
+            for x, y in zip(xs, ys)
+            if y is not None and math.isfinite(float(y)) and (not log_y or float(y) > 0)
+        ]
         points[label] = kept
 
     text_centered(draw, width / 2, 8, title, title_font)
@@ -227,7 +239,7 @@ def training_curves(history: Sequence[Mapping[str, Any]], title: str | None = No
     (1560, 476)
     """
     terms = sorted({k for r in history for k in r if k.startswith("loss_")})
-    loss = {"total": _column(history, "loss"), **{k[len("loss_"):]: _column(history, k) for k in terms}}
+    loss = {"total": _column(history, "loss"), **{k[len("loss_") :]: _column(history, k) for k in terms}}
     lrs = [v for v in _column(history, "lr")[1] if v > 0]
     log_lr = bool(lrs) and max(lrs) / min(lrs) >= 10
     epochs = [float(r["epoch"]) for r in history]
@@ -237,8 +249,13 @@ def training_curves(history: Sequence[Mapping[str, Any]], title: str | None = No
     panels = [
         line_chart(loss, title="Training loss (epoch mean)", ylabel="loss", x_range=span),
         line_chart({"lr": _column(history, "lr")}, title="Learning rate", ylabel="lr", log_y=log_lr, x_range=span),
-        line_chart({names[k]: _column(history, k) for k in metric_keys}, title="Evaluation (fractions)",
-                   ylabel="mAP / rank-1", x_range=span, empty_text="not evaluated yet"),
+        line_chart(
+            {names[k]: _column(history, k) for k in metric_keys},
+            title="Evaluation (fractions)",
+            ylabel="mAP / rank-1",
+            x_range=span,
+            empty_text="not evaluated yet",
+        ),
     ]
     head = 36 if title else 0
     out = Image.new("RGB", (sum(p.width for p in panels), max(p.height for p in panels) + head), BACKGROUND)
