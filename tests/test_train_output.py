@@ -320,3 +320,21 @@ def test_trainer_steps_equal_a_plain_pytorch_loop(tmp_path):
     assert [r["loss"] for r in trainer.history] == pytest.approx(losses, rel=1e-5)
     for (name, a), b in zip(trainer.model.state_dict().items(), plain.state_dict().values()):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_a_terminal_gets_the_tqdm_bar(monkeypatch):
+    import pty
+
+    primary, secondary = pty.openpty()
+    with open(secondary, "w") as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        progress = EpochProgress(range(3), "epoch 1/1")
+        assert progress.bar and progress._tqdm is not None
+        for _ in progress:
+            progress.update(images=8, loss=1.0)
+        progress.close()
+    os.close(primary)
+    with open(os.devnull, "w") as piped:  # not a terminal: log lines, no bar
+        monkeypatch.setattr(sys, "stderr", piped)
+        assert not EpochProgress(range(3), "epoch 1/1").bar
