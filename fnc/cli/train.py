@@ -29,6 +29,7 @@ from fnc.cli._common import (
 )
 from fnc.engine.checkpoint import BEST, LAST, checkpoint_pending, read_checkpoint
 from fnc.engine.config import TrainConfig
+from fnc.engine.history import CURVES_FILE, METRICS_FILE, require_tensorboard
 from fnc.engine.trainer import Trainer
 from fnc.evaluation.model import evaluate_model, infer_protocol
 from fnc.models import create_model, split_model_name_tag
@@ -46,6 +47,7 @@ _FIELD_TYPES: dict[str, tuple[Any, Any]] = {
     "margin": (float, None),
     "protocol": (str, None),
     "device": (str, None),
+    "num_workers": (int, None),
 }
 _METAVARS = {"input_size": ("H", "W"), "betas": ("B1", "B2")}
 
@@ -77,7 +79,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = add_command(
         subparsers, "train", "train a model with the paper's recipe",
         f"Train a re-ID model. Writes OUTPUT/{LAST} (resumable) and OUTPUT/{BEST} (best mAP), checkpoint "
-        "folders that fnc.create_model(checkpoint_path=...) loads. Under torchrun, runs DDP.",
+        "folders that fnc.create_model(checkpoint_path=...) loads, and after every epoch "
+        f"OUTPUT/{METRICS_FILE} (one JSON line per epoch: losses, lr, speed, metrics as fractions) and "
+        f"OUTPUT/{CURVES_FILE}. Under torchrun, runs DDP.",
         "examples:\n  fnc-reid train --model fnc_se_resnext101 --data veri:/data/VeRi --output runs/veri\n"
         "  torchrun --nproc_per_node 4 -m fnc.cli train ... --sync-bn",
     )
@@ -98,6 +102,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Set the run up (user mistakes exit 2), then train; prints the best metrics as one JSON line."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**overrides)
+    if config.tensorboard:
+        try:
+            require_tensorboard()
+        except ImportError as e:
+            raise UsageError(str(e)) from None
     out = Path(args.output)
     last = out / LAST
     data = read_data(args)

@@ -153,7 +153,13 @@ class TrainConfig:
             "under DDP, BatchNorm statistics over the global batch instead of each rank's slice."
         )},
     )
-    num_workers: int = field(default=4, metadata={"help": "DataLoader worker processes."})
+    num_workers: int | None = field(
+        default=None,
+        metadata={"help": (
+            "DataLoader worker processes of training and evaluation; ``None`` = 4, or fewer when the "
+            "process may use fewer CPUs (its affinity mask: a 2-core job gets 2)."
+        )},
+    )
     device: str | None = field(
         default=None,
         metadata={"help": (
@@ -167,7 +173,20 @@ class TrainConfig:
             "``torch.use_deterministic_algorithms`` and no cuDNN autotuning; slower on GPU."
         )},
     )
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bar (rank 0 only)."})
+    progress: bool = field(
+        default=True,
+        metadata={"help": (
+            "report progress (rank 0 only): a tqdm bar on a terminal; in a log (no TTY) a line at "
+            "each tenth of an epoch, at most one per 30 s, besides the line per epoch."
+        )},
+    )
+    tensorboard: bool = field(
+        default=False,
+        metadata={"help": (
+            "also write the per-epoch numbers of ``OUTPUT/metrics.jsonl`` as TensorBoard scalars under "
+            "``OUTPUT/tensorboard`` (needs ``pip install tensorboard``)."
+        )},
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy (tuples become lists)."""

@@ -3,7 +3,10 @@
 One epoch = P x K batches from :class:`~fnc.data.PKSampler` -> forward (AMP on GPU) -> Eq. 7 loss
 -> Ranger step; after it the warm-up / step schedule advances, the model is evaluated every
 ``eval_every`` epochs, and ``OUTPUT/last`` is written atomically with everything a resume needs.
-``OUTPUT/best`` holds the model with the best mAP. Both are ``save_pretrained`` folders.
+``OUTPUT/best`` holds the model with the best mAP. Both are ``save_pretrained`` folders. Each
+epoch's row (loss terms, lr, speed, time, metrics) goes to ``Trainer.history`` and, through
+:mod:`fnc.engine.history`, to ``OUTPUT/metrics.jsonl`` and ``OUTPUT/curves.png``; progress is a
+bar on a terminal and a few log lines per epoch elsewhere (:mod:`fnc.engine.progress`).
 
 Under ``torchrun`` the same code runs DDP: every rank takes a slice of whole identities of each
 global batch, the losses see the gathered global batch (see :mod:`fnc.engine.distributed`), and
@@ -26,13 +29,13 @@ from safetensors.torch import load_model
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from fnc.data.dataset import ImageDataset
 from fnc.data.records import ReIDDataset
 from fnc.data.registry import read_dataset
 from fnc.data.sampler import PKSampler
 from fnc.data.transforms import build_transforms
+from fnc.data.workers import resolve_num_workers
 from fnc.engine.checkpoint import (
     BEST,
     LAST,
@@ -47,6 +50,8 @@ from fnc.engine.checkpoint import (
 )
 from fnc.engine.config import TrainConfig
 from fnc.engine.distributed import DistInfo, convert_sync_batchnorm, gather_with_grad, init_distributed
+from fnc.engine.history import RunHistory, require_tensorboard
+from fnc.engine.progress import EpochProgress
 from fnc.engine.publish import push_checkpoint
 from fnc.evaluation.model import evaluate_model, infer_protocol
 from fnc.inference.preprocess import resolve_data_config
@@ -59,7 +64,7 @@ __all__ = ["TrainConfig", "Trainer", "fit"]
 logger = logging.getLogger(__name__)
 
 # Fields that may change between a run and its resume without changing what is computed.
-_RESUME_FREE = {"epochs", "eval_every", "num_workers", "device", "progress", "rerank", "eval_batch_size"}
+_RESUME_FREE = {"epochs", "eval_every", "num_workers", "device", "progress", "rerank", "eval_batch_size", "tensorboard"}
 
 
 def _seed_everything(seed: int) -> None:
@@ -100,7 +105,8 @@ class Trainer:
 
     Attributes:
         model: the model being trained (unwrapped, also under DDP).
-        history: one dict per finished epoch (loss, lr, images/s, metrics when evaluated).
+        history: one dict per finished epoch (``epoch`` from 1, loss and its terms, lr, images/s,
+            time, metrics when evaluated): the rows of ``OUTPUT/metrics.jsonl``.
         best_metrics: metrics of the best evaluated epoch so far (empty before any evaluation).
 
     Example:
@@ -137,6 +143,12 @@ class Trainer:
             raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
         if not self.data.train:
             raise ValueError(f"{self.data.name or 'the dataset'} has no training images")
+        if cfg.tensorboard:
+            if self.output_dir is None:
+                raise ValueError("tensorboard=True writes under output_dir; pass an output_dir or tensorboard=False")
+            require_tensorboard()  # before any work, not after the first epoch
+        #: DataLoader workers of training and evaluation (``config.num_workers`` resolved).
+        self.num_workers = resolve_num_workers(cfg.num_workers)
 
         self.device, self.dist = self.setup_runtime()
         self.model = self.build_model(model)
@@ -169,6 +181,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_metrics: dict[str, float] = {}
         self.best_epoch: int | None = None
+        self._run_history: RunHistory | None = None
+        if self.output_dir is not None and self._is_main():
+            self._run_history = RunHistory(self.output_dir, tensorboard=cfg.tensorboard)
 
     # ------------------------------------------------------------------ build steps
     # Called once each by __init__, in this order; override one in a subclass to change that part
@@ -232,7 +247,7 @@ class Trainer:
             ImageDataset(self.data.train, transform),
             batch_size=sampler.local_batch_size,
             sampler=sampler,
-            num_workers=cfg.num_workers,
+            num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -300,45 +315,67 @@ class Trainer:
             metrics: dict[str, float] = {}
             due = epoch + 1 == cfg.epochs or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)
             if due and self.eval_data is not None:
+                eval_start = time.perf_counter()
                 metrics = self.evaluate() if self._is_main() else {}
-                logger.info("epoch %d: %s", epoch + 1, _fmt(metrics))
+                if metrics:
+                    metrics["eval_time_s"] = time.perf_counter() - eval_start
+                logger.info("epoch %d: %s", epoch + 1, _fmt({k: v for k, v in metrics.items() if k != "eval_time_s"}))
             improved = bool(metrics) and (not self.best_metrics or metrics["mAP"] > self.best_metrics["mAP"])
             if improved:
-                self.best_metrics, self.best_epoch = dict(metrics), epoch
-            self.history.append({"epoch": epoch, **last_stats, **metrics})
+                self.best_metrics, self.best_epoch = {k: v for k, v in metrics.items() if k != "eval_time_s"}, epoch + 1
+            # Epochs count from 1 in the rows, as in the log and in trainer_state.json's "epoch".
+            self.history.append({"epoch": epoch + 1, **last_stats, **metrics})
             self.epoch = epoch + 1
             self._write_checkpoints(best=improved or (self.eval_data is None and self.epoch == cfg.epochs))
+            self.write_history()
+        if self._run_history is not None:
+            self._run_history.close()
         return dict(self.best_metrics) if self.best_metrics else dict(last_stats)
 
+    def write_history(self) -> None:
+        """Rewrite ``OUTPUT/metrics.jsonl`` and ``OUTPUT/curves.png`` (and TensorBoard) from
+        :attr:`history`; main process only, nothing without an ``output_dir``.
+
+        Called after every epoch's checkpoint; see :mod:`fnc.engine.history` for the row format.
+        """
+        if self._run_history is not None:
+            self._run_history.write(self.history)
+
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the P x K batches of ``epoch``; returns mean loss, lr and images/s."""
+        """One pass over the P x K batches of ``epoch``.
+
+        Returns:
+            Epoch means of the total ``loss`` and of each ``loss_<term>`` the criterion reports
+            (``id``, ``triplet``, ...; not its per-branch parts), ``lr``, ``images_per_s``,
+            ``epoch_time_s`` and ``steps``.
+        """
         cfg = self.config
         self._net.train()
         self.sampler.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
-        total, count, images = 0.0, 0, 0
+        total, count = 0.0, 0
+        terms: dict[str, float] = {}
         start = time.perf_counter()
-        bar = tqdm(
-            self.loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (cfg.progress and self._is_main()),
-            dynamic_ncols=True,
-            leave=False,
-        )
-        for batch_images, pids, _ in bar:
+        progress = EpochProgress(self.loader, f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and self._is_main())
+        for batch_images, pids, _ in progress:
             loss, parts = self.train_step(batch_images, pids)
             total += loss
             count += 1
-            images += len(pids) * self.dist.world_size
-            speed = images / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss:.3f}", id=f"{parts.get('id', 0.0):.3f}", tri=f"{parts['triplet']:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}")
-        bar.close()
+            for key, value in parts.items():
+                if "/" not in key:  # per-branch parts sum into the terms
+                    terms[key] = terms.get(key, 0.0) + value
+            progress.update(len(pids) * self.dist.world_size, loss=loss, **{k: parts[k] for k in parts if "/" not in k}, lr=lr)
+        progress.close()
         elapsed = time.perf_counter() - start
-        stats = {"loss": total / max(count, 1), "lr": lr, "images_per_s": images / max(elapsed, 1e-9), "steps": count}
+        stats: dict[str, float] = {"loss": total / max(count, 1)}
+        stats.update({f"loss_{k}": v / max(count, 1) for k, v in terms.items()})
+        stats.update(lr=lr, images_per_s=progress.images / max(elapsed, 1e-9), epoch_time_s=elapsed, steps=count)
         if self._is_main():
+            shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in stats.items() if k.startswith("loss_"))
             logger.info(
-                "epoch %d/%d: loss %.4f, lr %.2e, %.1f images/s, %d steps",
-                epoch + 1, cfg.epochs, stats["loss"], lr, stats["images_per_s"], count,
+                "epoch %d/%d: loss %.4f%s, lr %.2e, %.1f images/s, %d steps in %.1f s",
+                epoch + 1, cfg.epochs, stats["loss"], f" ({shown})" if shown else "", lr, stats["images_per_s"],
+                count, elapsed,
             )
         return stats
 
@@ -392,7 +429,7 @@ class Trainer:
                 protocol=cfg.protocol or infer_protocol(data),
                 input_size=self.input_size,
                 batch_size=cfg.eval_batch_size,
-                num_workers=cfg.num_workers,
+                num_workers=self.num_workers,
                 device=self.device,
                 rerank=cfg.rerank,
                 k1=cfg.rerank_k1,

@@ -3,7 +3,8 @@
 :func:`ranked_list` draws a query beside its top-k gallery matches, green-bordered when the id
 matches and red when it does not (as torchreid's ``visualize_ranked_results``).
 :func:`attention_map` shows, over the input, the spatial attention block's (SAB, paper Eq. 1)
-attention of one position and the channel attention block's (CAB, Eq. 3) mask energy. Drawn
+attention of one position and the channel attention block's (CAB, Eq. 3) mask energy.
+:func:`training_curves` draws a run's loss, learning rate and mAP / rank-1 against epoch. Drawn
 with PIL only; no matplotlib.
 
 >>> import numpy as np
@@ -14,6 +15,8 @@ with PIL only; no matplotlib.
 
 from fnc.viz._draw import MATCH_COLOR, MISMATCH_COLOR, QUERY_COLOR, UNKNOWN_COLOR, colormap
 from fnc.viz.attention import attention_map
+from fnc.viz.curves import line_chart, training_curves
 from fnc.viz.ranked import ranked_list
 
-__all__ = ["MATCH_COLOR", "MISMATCH_COLOR", "QUERY_COLOR", "UNKNOWN_COLOR", "attention_map", "colormap", "ranked_list"]
+__all__ = ["MATCH_COLOR", "MISMATCH_COLOR", "QUERY_COLOR", "UNKNOWN_COLOR", "attention_map", "colormap", "line_chart", "ranked_list",
+           "training_curves"]
