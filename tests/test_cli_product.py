@@ -25,7 +25,7 @@ _BESIDE = Path(sys.executable).parent / "fnc-reid"
 EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
 # The conftest's HF_ENDPOINT / HF_HOME / HF_HUB_CACHE are in os.environ and so reach the child.
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
-COMMANDS = ["list", "info", "extract", "rerank", "push", "demo"]
+COMMANDS = ["list", "info", "extract", "rerank", "push", "convert", "demo"]
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:

@@ -359,3 +359,29 @@ def test_convert_checkpoint_writes_a_loadable_folder(written, tmp_path, fnc_cach
         assert _max_rel(loaded(_normalise(images)), ref(images.clone())) < 1e-5
     with pytest.raises(ValueError, match="not a .pth"):
         fnc.models.convert_checkpoint(out / "model.safetensors", tmp_path / "x", arch)
+
+
+@pytest.mark.parametrize("written", ["sbs_resnet50_ibn"], indirect=True)
+def test_convert_command_writes_a_folder_push_can_publish(written, tmp_path, fnc_cache, capsys):
+    from fnc.cli import main
+
+    arch, ref, path, size = written
+    out = tmp_path / "sbs-veri"
+    code = main(["convert", str(path), str(out), "--model", "sbs_resnet50_ibn.fastreid_veri",
+                 "--cache-dir", str(tmp_path / "cache")])
+    stdout = capsys.readouterr().out
+    assert code == 0 and f"fnc-reid push {out}" in stdout
+    loaded = fnc.create_model(checkpoint_path=out).eval()
+    images = _images(size)
+    with torch.no_grad():
+        assert _max_rel(loaded(_normalise(images)), ref(images.clone())) < 1e-5
+
+    # An existing, non-empty output folder is never written into; bad --metrics is one line.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["convert", str(path), str(tmp_path / "mine"), "--model", arch]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert main(["convert", str(path), str(tmp_path / "new"), "--model", arch, "--metrics", "{mAP: 1}"]) == 2
+    assert "--metrics is not JSON" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from fnc.cli.convert import register as register_convert
 from fnc.cli.demo import register as register_demo
 from fnc.cli.features import register as register_features
 from fnc.cli.hub import register as register_hub
@@ -16,7 +17,7 @@ from fnc.cli.train import register as register_train
 __all__ = ["build_parser", "main"]
 
 #: Each command group's ``register``, in the order ``fnc-reid --help`` lists their commands.
-_GROUPS = (register_train, register_models, register_features, register_hub, register_demo)
+_GROUPS = (register_train, register_models, register_features, register_hub, register_convert, register_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
