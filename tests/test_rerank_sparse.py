@@ -101,7 +101,7 @@ def test_sparse_join_matches_dense_min_sum(monkeypatch, growth, join_budget):
 
 
 def test_gallery_grids_pad_with_zero_at_row_zero():
-    query, gallery, _ = _random_join_inputs(3, 20, 0.4, seed=3)
+    _, gallery, _ = _random_join_inputs(3, 20, 0.4, seed=3)
     grids = sparse._GalleryGrids(*gallery)
     crow, rows, vals = gallery
     for c in range(crow.numel() - 1):
