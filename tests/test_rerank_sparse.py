@@ -93,7 +93,7 @@ def test_sparse_join_matches_dense_min_sum(monkeypatch, growth, join_budget):
     if join_budget is not None:
         monkeypatch.setattr(sparse, "_JOIN_BUDGET", join_budget)
     query, gallery, expected = _random_join_inputs(7, 40, 0.3, seed=int(growth * 10) % 97)
-    out = sparse._sparse_join(query, gallery, 7, 40)
+    out = sparse._sparse_join(query, sparse._GalleryGrids(*gallery), 7, 40)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6)
     used = sparse._unique(query[1])
     dense = sparse._dense_join(query, gallery, used, 7, 40)

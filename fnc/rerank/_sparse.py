@@ -344,7 +344,10 @@ def k_reciprocal_distance(
         # the queries use costs less than meeting every (query, gallery) pair.
         temp_min = _dense_join(query, gallery, used, num_query, ng)
     else:
-        temp_min = _sparse_join(query, gallery, num_query, ng)
+        # The grids replace the inverted index: drop it before the join's buffers exist.
+        grids = _GalleryGrids(*gallery)
+        del gallery
+        temp_min = _sparse_join(query, grids, num_query, ng)
     return _blend(temp_min, nb, lambda_value)
 
 
@@ -399,8 +402,7 @@ class _GalleryGrids:
 
 
 def _sparse_join(
-    query: tuple[Tensor, Tensor, Tensor], gallery: tuple[Tensor, Tensor, Tensor],
-    num_query: int, ng: int,
+    query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num_query: int, ng: int
 ) -> Tensor:
     """``temp_min[q, g] = sum_c min(V[q, c], V[g, c])``, meeting only pairs that share ``c``.
 
@@ -412,8 +414,6 @@ def _sparse_join(
     """
     q_crow, q_cols, q_vals = query
     device = q_vals.device
-    grids = _GalleryGrids(*gallery)
-    del gallery
     q_rows = torch.repeat_interleave(torch.arange(num_query, device=device),
                                      q_crow[1:] - q_crow[:-1])
     group = grids.group[q_cols]
