@@ -18,16 +18,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Elements per temporary in the gather/scatter steps: bounds peak memory at a few hundred MiB.
+# Elements per temporary in the gather/scatter steps and the dense join, and per membership
+# block of the 2/3 expansion: bounds peak memory at a few hundred MiB.
 _BUDGET = 1 << 23
-# Product entries per row range in the 2/3 expansion (~24 bytes each while the product exists).
+# Membership tests per row range of the 2/3 expansion (~10 bytes each while the range is held).
 _EXPAND_BUDGET = 1 << 21
-# (query, gallery) pairs met per step of the sparse Jaccard join (~30 bytes each while held).
-_JOIN_BUDGET = 1 << 21
+# (query, gallery) pairs met per step of the sparse Jaccard join: its three reused buffers
+# (16 bytes a pair) stay in cache.
+_JOIN_BUDGET = 1 << 18
 # The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
 _DENSE_JOIN = 16
-# Query entries whose gallery runs differ in length by less than this factor share a grid.
-_PAD_GROWTH = 1.25
+# Columns whose gallery runs differ in length by less than this factor share a padded grid.
+_PAD_GROWTH = 1.1
 # Largest neighbour-graph bitmap (n^2 / 8 bytes) used for reciprocity tests.
 _BITMAP_BYTES = 1 << 28
 
@@ -139,76 +141,74 @@ def _csr(
         return torch.sparse_csr_tensor(crow, code % n, vals, size=(n_rows, n))
 
 
-def _csr_codes(m: Tensor, n: int, n_rows: int | None = None) -> tuple[Tensor, Tensor]:
-    """Sorted ``row * n + col`` codes of a CSR matrix's stored entries, and their values."""
-    n_rows = n if n_rows is None else n_rows
-    crow, col, val = m.crow_indices(), m.col_indices(), m.values()
-    rows = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow[1:] - crow[:-1])
-    code, order = _sort_codes(rows * n + col, n_rows * n)
-    return code, val[order]
-
-
 def _spmm(a: Tensor, b: Tensor) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return a @ b
 
 
+def _ranges(work: Tensor, budget: int, max_rows: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``(a, b)`` of at most ``max_rows`` rows whose ``work`` sums to at
+    most ``budget`` (a range has at least one row, which may exceed the budget alone)."""
+    n = work.numel()
+    csum = work.cumsum(0)
+    out, a = [], 0
+    while a < n:
+        base = int(csum[a - 1]) if a > 0 else 0
+        b = int(torch.searchsorted(csum, torch.tensor([base + budget], device=csum.device),
+                                   right=True))
+        b = min(max(b, a + 1), a + max(1, max_rows), n)
+        out.append((a, b))
+        a = b
+    return out
+
+
 def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     """Rows and columns (sorted by row, then column) of the support of ``V``.
 
     ``nbr`` holds each row's ``k1 + 1`` nearest and ``half`` its ``round(k1 / 2) + 1``
-    nearest, both sorted by index within rows, so that every list derived from them comes
-    out sorted without a sort.
+    nearest, both sorted by index within rows. The support of row ``i`` is its k-reciprocal set
+    ``R(i)`` and every half set ``H(c)``, ``c`` in ``R(i)``, with
+    ``|H(c) & R(i)| > 2/3 |H(c)|``. ``H(c)`` is kept padded, as the row ``half[c]`` and its
+    reciprocity mask, so each test is one gather from a dense membership block of ``R``.
     """
-    n = nbr.shape[0]
+    n, h = half.shape
+    device = nbr.device
     recip = _reciprocal_mask(nbr)
     k_rows = recip.nonzero(as_tuple=True)[0]
     k_cols = nbr[recip]
+    del recip
     half_mask = _reciprocal_mask(half)
-    h_rows = half_mask.nonzero(as_tuple=True)[0]
-    h_cols = half[half_mask]
-    half_size = half_mask.sum(1).to(torch.float64)
-    h_t = _csr(h_cols, h_rows, n)
-    h = _csr(h_rows, h_cols, n, presorted=True)
-    k_code = k_rows * n + k_cols
+    # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
+    limit = (2.0 / 3.0) * half_mask.sum(1).to(torch.float64)
     k_ptr = _row_ptr(k_rows, n)
-    parts = [k_code]
-    # Row ranges whose products stay near _EXPAND_BUDGET entries before merging: on hard features
-    # the sets barely overlap and some rows are in many H(c) (hubs), so R @ H^T over all rows at
-    # once would hold sum_{j in R(i)} |{c : j in H(c)}| entries for every row i.
-    in_h = torch.bincount(h_cols, minlength=n)
-    work = torch.zeros(n, dtype=torch.long, device=nbr.device).index_add_(0, k_rows, in_h[k_cols])
-    csum = work.cumsum(0)
-    a = 0
-    while a < n:
-        base = int(csum[a - 1]) if a > 0 else 0
-        b = int(torch.searchsorted(csum, torch.tensor(base + _EXPAND_BUDGET,
-                                                      device=csum.device)))
-        b = min(max(b, a + 1), n)
+    rows_out, cols_out = [], []
+    # A range holds a (rows x n) membership block and |R(i)| * h tests per row.
+    for a, b in _ranges((k_ptr[1:] - k_ptr[:-1]) * h, _EXPAND_BUDGET, _BUDGET // n):
         s, e = int(k_ptr[a]), int(k_ptr[b])
         if s == e:
-            a = b
             continue
-        r, c = k_rows[s:e] - a, k_cols[s:e]
-        m = b - a
-        # |H(c) & R(i)| for every pair at once: (R @ H^T)[i, c] counts the shared members.
-        shared_code, shared = _csr_codes(_spmm(_csr(r, c, n, presorted=True, n_rows=m), h_t), n,
-                                         n_rows=m)
-        code = r * n + c
-        pos = torch.searchsorted(shared_code, code).clamp_(max=max(shared_code.numel() - 1, 0))
-        count = torch.where(shared_code[pos] == code, shared[pos], torch.zeros_like(shared[pos]))
-        del shared_code, shared
-        # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
-        take = count.to(torch.float64) > (2.0 / 3.0) * half_size[c]
-        if bool(take.any()):
-            added, _ = _csr_codes(
-                _spmm(_csr(r[take], c[take], n, presorted=True, n_rows=m), h), n, n_rows=m
-            )
-            parts.append(added + a * n)
-        a = b
-    codes = _unique(torch.cat(parts))
-    return codes // n, codes % n
+        pi, pc = k_rows[s:e] - a, k_cols[s:e]
+        member = torch.zeros((b - a) * n, dtype=torch.bool, device=device)
+        own = pi * n + pc
+        member[own] = True
+        flat = half.index_select(0, pc).add_((pi * n).unsqueeze(1))
+        in_half = half_mask.index_select(0, pc)
+        count = (member[flat] & in_half).sum(1)
+        take = (count.to(torch.float64) > limit[pc]).nonzero().squeeze(1)
+        if take.numel():
+            # Padding slots point at (i, c) itself, already a member.
+            member[torch.where(in_half[take], flat[take], own[take].unsqueeze(1))] = True
+            r, c = member.view(b - a, n).nonzero(as_tuple=True)
+            rows_out.append(r + a)
+            cols_out.append(c)
+        else:
+            rows_out.append(k_rows[s:e])
+            cols_out.append(pc)
+        del member, flat, in_half
+    if not rows_out:
+        return k_rows, k_cols
+    return torch.cat(rows_out), torch.cat(cols_out)
 
 
 def _lookup_values(nbr: Tensor, nval: Tensor, nb: Neighbours, rows: Tensor, cols: Tensor) -> Tensor:
@@ -233,19 +233,74 @@ def _row_ptr(rows: Tensor, n: int) -> Tensor:
     return ptr
 
 
-def _query_expansion(rows: Tensor, cols: Tensor, vals: Tensor, nbr: Tensor, k2: int, n: int):
-    """``V_qe[i] = mean(V[j] for j in the k2 nearest of i)``, sparse.
+def _csr_parts(m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    return m.crow_indices(), m.col_indices(), m.values()
 
-    ``rows, cols`` come sorted by row, then column; the output is grouped by row, its columns
-    in no particular order (nothing downstream needs them sorted).
+
+def _row_slice(m: Tensor, a: int, b: int) -> Tensor:
+    """Rows ``a:b`` of a CSR matrix, as a CSR matrix."""
+    crow, col, val = _csr_parts(m)
+    s, e = int(crow[a]), int(crow[b])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow[a : b + 1] - s, col[s:e], val[s:e],
+                                       size=(b - a, m.shape[1]))
+
+
+def _query_expansion(
+    rows: Tensor, cols: Tensor, vals: Tensor, nbr: Tensor, k2: int, num_query: int
+) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]:
+    """The two views of ``V_qe[i] = mean(V[j] for j in the k2 nearest of i)`` the join reads.
+
+    Returns, as CSR parts ``(crow, col, val)``: the query rows of ``V_qe``
+    (``num_query x N``) and the inverted index of its gallery rows (``N x num_gallery``: row
+    ``c`` lists the gallery rows whose ``V_qe`` holds column ``c``). Both are sparse products
+    in the orientation that yields them directly: ``A_q V`` and ``V^T A_g^T`` with ``A`` the
+    k2-nearest indicator, so the gallery part is never built row-wise and transposed by a sort.
+    ``rows, cols`` come sorted by row, then column.
     """
+    n = nbr.shape[0]
+    ng = n - num_query
+    device = nbr.device
     k2e = min(k2, n)
-    src = nbr[:, :k2e]
-    avg = _csr(torch.arange(n, device=nbr.device).repeat_interleave(k2e), src.reshape(-1), n)
-    m = _spmm(avg, _csr(rows, cols, n, vals, presorted=True))
-    crow = m.crow_indices()
-    out_rows = torch.repeat_interleave(torch.arange(n, device=nbr.device), crow[1:] - crow[:-1])
-    return out_rows, m.col_indices(), m.values() / k2e
+    split = int(torch.searchsorted(rows, torch.tensor([num_query], device=device)))
+    vt = _csr(cols, rows, n, vals)
+    if k2e == 1:
+        # Every row is its own nearest (k2 = 1 disables the expansion): V_qe = V.
+        v = _csr(rows[:split], cols[:split], n, vals[:split], presorted=True, n_rows=num_query)
+        g = torch.arange(ng, device=device)
+        a_gt = _csr(g + num_query, g, ng, n_rows=n, presorted=True)
+    else:
+        src = nbr[:, :k2e]
+        q_ids = torch.arange(num_query, device=device).repeat_interleave(k2e)
+        a_q = _csr(q_ids, src[:num_query].reshape(-1), n, n_rows=num_query)
+        v = _spmm(a_q, _csr(rows, cols, n, vals, presorted=True))
+        g_ids = torch.arange(ng, device=device).repeat_interleave(k2e)
+        a_gt = _csr(src[num_query:].reshape(-1), g_ids, ng, n_rows=n)
+    crow_q, col_q, val_q = _csr_parts(v)
+    # The inverted index in row ranges of V^T whose products hold about _BUDGET entries, each
+    # kept with int32 columns: it is the largest structure of the sparse stage.
+    per_l = (a_gt.crow_indices()[1:] - a_gt.crow_indices()[:-1])
+    vt_crow, vt_col, _ = _csr_parts(vt)
+    work = torch.zeros(n, dtype=torch.long, device=device).index_add_(
+        0, torch.repeat_interleave(torch.arange(n, device=device), vt_crow[1:] - vt_crow[:-1]),
+        per_l[vt_col],
+    )
+    counts, cols_g, vals_g = [], [], []
+    for a, b in _ranges(work, _BUDGET, n):
+        part = _spmm(_row_slice(vt, a, b), a_gt)
+        crow, col, val = _csr_parts(part)
+        counts.append(crow[1:] - crow[:-1])
+        cols_g.append(col.to(torch.int32))
+        vals_g.append(val)
+        del part, crow, col, val
+    del vt, a_gt
+    crow_g = torch.zeros(n + 1, dtype=torch.long, device=device)
+    crow_g[1:] = torch.cat(counts).cumsum(0)
+    if k2e > 1:
+        val_q = val_q / k2e
+        vals_g = [v_ / k2e for v_ in vals_g]
+    return (crow_q, col_q, val_q), (crow_g, torch.cat(cols_g), torch.cat(vals_g))
 
 
 def k_reciprocal_distance(
@@ -265,7 +320,7 @@ def k_reciprocal_distance(
     ng = n - num_query
     device = nb.nbr.device
     # np.around(k1 / 2.) in the reference rounds half to even, as Python's round does.
-    h1 = min(int(round(k1 / 2.0)) + 1, n)
+    h1 = min(round(k1 / 2.0) + 1, n)
     # Each cut is a set: sorted by index, the lists below need no further sorting.
     nbr, order = nb.nbr.sort(dim=1)
     rows, cols = _expansion(nbr, nb.nbr[:, :h1].sort(dim=1).values)
@@ -274,85 +329,141 @@ def k_reciprocal_distance(
     weight = torch.exp(-dist)
     total = torch.zeros(n, dtype=torch.float32, device=device).index_add_(0, rows, weight)
     vals = weight / total.index_select(0, rows)
-    if k2 != 1:
-        rows, cols, vals = _query_expansion(rows, cols, vals, nb.nbr, k2, n)
-
-    # Entries come grouped by row, queries first: the two parts are slices.
-    split = int(torch.searchsorted(rows, torch.tensor([num_query], device=device)).item())
-    # Inverted index over gallery rows only: query columns of the Jaccard matrix are discarded.
-    g_rows, g_cols, g_vals = rows[split:], cols[split:], vals[split:]
-    order = _sort_codes(g_cols * n + g_rows, n * n)[1]
-    g_rows, g_cols, g_vals = (t.index_select(0, order) for t in (g_rows, g_cols, g_vals))
-    col_ptr = _row_ptr(g_cols, n)
-    col_len = col_ptr[1:] - col_ptr[:-1]
-
-    q_rows, q_cols, q_vals = rows[:split], cols[:split], vals[:split]
-    row_ptr = _row_ptr(q_rows, num_query)
-    work = torch.zeros(num_query, dtype=torch.long, device=device).index_add_(
-        0, q_rows, col_len[q_cols]
-    )
-    csum = work.cumsum(0)
+    del weight, dist
+    query, gallery = _query_expansion(rows, cols, vals, nb.nbr, k2, num_query)
+    del rows, cols, vals
+    q_cols = query[1]
+    g_crow = gallery[0]
+    col_len = g_crow[1:] - g_crow[:-1]
+    pairs = int(col_len[q_cols].sum())
     used = _unique(q_cols)
-    pairs = int(csum[-1].item())
     if (num_query + ng) * used.numel() <= _BUDGET and num_query * ng * used.numel() <= (
         _DENSE_JOIN * pairs
     ):
         # Small or crowded problems: V is nearly dense, and a dense min-sum over the columns
-        # the queries use costs less than expanding every (query, gallery) pair.
-        return _dense_join(
-            q_rows, q_cols, q_vals, g_rows - num_query, g_cols, g_vals, used, num_query, ng, nb,
-            lambda_value,
-        )
-    # int32 indices halve the traffic of the pair arrays, the bulk of the work.
-    idx_t = torch.int32 if num_query * ng < 2**31 and q_cols.numel() < 2**31 else torch.long
-    g_rows = (g_rows - num_query).to(idx_t)
-    q_off = (q_rows * ng).to(idx_t)
-    col_start = col_ptr[:-1].to(idx_t)
-    # One zero-valued sentinel entry at the end: padded pairs read it and add min(v, 0) = 0.
-    sentinel = g_vals.numel()
-    g_vals = torch.cat([g_vals, g_vals.new_zeros(1)])
-    g_rows = torch.cat([g_rows, g_rows.new_zeros(1)])
-    temp_min = torch.zeros(num_query, ng, dtype=torch.float32, device=device)
-    flat_out = temp_min.view(-1)
-    a = 0
-    while a < num_query:
-        base = int(csum[a - 1].item()) if a > 0 else 0
-        b = int(torch.searchsorted(csum, torch.tensor(base + _JOIN_BUDGET,
-                                                      device=device)).item())
-        b = min(max(b, a + 1), num_query)
-        s, e = int(row_ptr[a].item()), int(row_ptr[b].item())
-        qc = q_cols[s:e]
-        length = col_len[qc]
-        # Query entry t meets the gallery entries of its column, a contiguous run of
-        # ``length[t]`` from ``col_start``. Entries of similar length are handled together as
-        # an (entries x longest) grid: the query side broadcasts instead of being gathered per
-        # pair, and short runs are padded with the sentinel.
+        # the queries use costs less than meeting every (query, gallery) pair.
+        temp_min = _dense_join(query, gallery, used, num_query, ng)
+    else:
+        # The grids replace the inverted index: drop it before the join's buffers exist.
+        grids = _GalleryGrids(*gallery)
+        del gallery
+        temp_min = _sparse_join(query, grids, num_query, ng)
+    return _blend(temp_min, nb, lambda_value)
+
+
+class _GalleryGrids:
+    """The inverted index as padded grids, so that a column's gallery run is one row copy.
+
+    Columns are grouped by run length (within a factor ``_PAD_GROWTH``); group ``t`` is a
+    ``(columns, width)`` grid of values and of gallery rows, short runs padded with value 0 at
+    gallery row 0 (a padded slot adds ``min(v, 0) = 0``). ``group[c]`` and ``slot[c]`` locate
+    column ``c``; ``width[t]`` is 0 for the group of empty columns.
+    """
+
+    def __init__(self, crow: Tensor, g_rows: Tensor, g_vals: Tensor) -> None:
+        device = g_vals.device
+        n = crow.numel() - 1
+        length = crow[1:] - crow[:-1]
         lens, order = torch.sort(length)
         bucket = torch.floor(torch.log(lens.clamp(min=1).double()) / math.log(_PAD_GROWTH))
         bucket[lens == 0] = -1
-        edges = torch.unique_consecutive(bucket, return_counts=True)
-        ends = edges[1].cumsum(0).tolist()
-        starts = [0] + ends[:-1]
-        for kind, lo, hi in zip(edges[0].tolist(), starts, ends):
-            if kind < 0:
-                continue  # columns no gallery row uses
-            idx = order[lo:hi]
-            width = int(lens[hi - 1].item())
-            ar = torch.arange(width, dtype=idx_t, device=device)
-            pos = col_start[qc.index_select(0, idx)].unsqueeze(1) + ar
-            pos = torch.where(ar < length.index_select(0, idx).unsqueeze(1).to(idx_t), pos,
-                              sentinel).view(-1)
-            # index_select, unlike advanced indexing, gathers with int32 indices without
-            # widening them: several times faster on these streams of millions of pairs.
-            m = torch.minimum(g_vals.index_select(0, pos).view(-1, width),
-                              q_vals[s:e].index_select(0, idx).unsqueeze(1))
-            flat = g_rows.index_select(0, pos).view(-1, width)
-            flat += q_off[s:e].index_select(0, idx).unsqueeze(1)
-            del pos
-            flat_out.index_add_(0, flat.view(-1), m.view(-1))
-            del flat, m
-        a = b
-    return _blend(temp_min, nb, lambda_value)
+        _, sizes = torch.unique_consecutive(bucket, return_counts=True)
+        ends = sizes.cumsum(0)
+        widths = lens[ends - 1]
+        self.group = torch.empty(n, dtype=torch.long, device=device)
+        self.slot = torch.empty(n, dtype=torch.long, device=device)
+        self.width = widths
+        self.vals: list[Tensor] = []
+        self.rows: list[Tensor] = []
+        total = int((sizes * widths).sum())
+        flat_v = torch.zeros(total, dtype=g_vals.dtype, device=device)
+        flat_r = torch.zeros(total, dtype=torch.int32, device=device)
+        off, lo = 0, 0
+        for t, (size, w) in enumerate(zip(sizes.tolist(), widths.tolist())):
+            cs = order[lo : lo + size]
+            self.group[cs] = t
+            self.slot[cs] = torch.arange(size, device=device)
+            grid_v = flat_v[off : off + size * w].view(size, w)
+            grid_r = flat_r[off : off + size * w].view(size, w)
+            if w:
+                ar = torch.arange(w, device=device)
+                step = max(1, _BUDGET // w)
+                for a in range(0, size, step):
+                    c = cs[a : a + step]
+                    ok = ar < length[c].unsqueeze(1)
+                    pos = (crow[c].unsqueeze(1) + ar).masked_fill_(~ok, 0)
+                    grid_v[a : a + step] = g_vals[pos].masked_fill_(~ok, 0)
+                    grid_r[a : a + step] = g_rows[pos].masked_fill_(~ok, 0)
+                    del ok, pos
+            self.vals.append(grid_v)
+            self.rows.append(grid_r)
+            off += size * w
+            lo += size
+
+
+def _sparse_join(
+    query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num_query: int, ng: int
+) -> Tensor:
+    """``temp_min[q, g] = sum_c min(V[q, c], V[g, c])``, meeting only pairs that share ``c``.
+
+    Query entries are grouped by query block (consecutive queries meeting about
+    ``_JOIN_BUDGET`` pairs, whose output rows stay in cache) and by gallery grid; each group
+    copies its columns' runs, takes the minimum with the query values, and adds the result into
+    the block's output rows with one scatter. The temporaries are reused buffers of
+    ``_JOIN_BUDGET`` pairs.
+    """
+    q_crow, q_cols, q_vals = query
+    device = q_vals.device
+    q_rows = torch.repeat_interleave(torch.arange(num_query, device=device),
+                                     q_crow[1:] - q_crow[:-1])
+    group = grids.group[q_cols]
+    width = grids.width[group]
+    keep = width > 0
+    q_rows, q_cols, q_vals, group, width = (t[keep] for t in (q_rows, q_cols, q_vals, group,
+                                                               width))
+    slot = grids.slot[q_cols]
+    # Query blocks: consecutive queries whose pairs start in the same _JOIN_BUDGET window.
+    work = torch.zeros(num_query, dtype=torch.long, device=device).index_add_(0, q_rows, width)
+    window = (work.cumsum(0) - work) // _JOIN_BUDGET
+    first = torch.ones(num_query, dtype=torch.bool, device=device)
+    first[1:] = window[1:] != window[:-1]
+    block = first.cumsum(0) - 1
+    starts = first.nonzero().squeeze(1).tolist() + [num_query]
+    n_groups = grids.width.numel()
+    key, order = _sort_codes(block[q_rows] * n_groups + group, len(starts) * n_groups)
+    slot, q_vals = slot[order], q_vals[order]
+    q_off = ((q_rows[order] - torch.tensor(starts, device=device)[block[q_rows[order]]]) * ng)
+    q_off = q_off.to(torch.int32 if num_query * ng < 2**31 else torch.long)
+    del order, q_rows, q_cols, group, width
+    keys, counts = torch.unique_consecutive(key, return_counts=True)
+    del key
+    ends = counts.cumsum(0).tolist()
+    temp_min = torch.zeros(num_query, ng, dtype=torch.float32, device=device)
+    flat_out = temp_min.view(-1)
+    size = max(_JOIN_BUDGET, int(grids.width.max()) if grids.width.numel() else 1)
+    buf_v = torch.empty(size, dtype=torch.float32, device=device)
+    buf_r = torch.empty(size, dtype=torch.int32, device=device)
+    buf_i = torch.empty(size, dtype=torch.long, device=device)
+    lo = 0
+    for k, hi in zip(keys.tolist(), ends):
+        b, t = divmod(k, n_groups)
+        w = int(grids.width[t])
+        out = flat_out[starts[b] * ng : starts[b + 1] * ng]
+        step = max(1, _JOIN_BUDGET // w)
+        for s in range(lo, hi, step):
+            e = min(s + step, hi)
+            p = slot[s:e]
+            v = buf_v[: (e - s) * w].view(e - s, w)
+            torch.index_select(grids.vals[t], 0, p, out=v)
+            torch.minimum(v, q_vals[s:e].unsqueeze(1), out=v)
+            r = buf_r[: (e - s) * w].view(e - s, w)
+            torch.index_select(grids.rows[t], 0, p, out=r)
+            i = buf_i[: (e - s) * w].view(e - s, w)
+            torch.add(r, q_off[s:e].unsqueeze(1), out=i)
+            # scatter_add_ with int64 indices is about twice as fast as index_add_.
+            out.scatter_add_(0, i.view(-1), v.view(-1))
+        lo = hi
+    return temp_min
 
 
 def _blend(temp_min: Tensor, nb: Neighbours, lambda_value: float) -> Tensor:
@@ -364,20 +475,26 @@ def _blend(temp_min: Tensor, nb: Neighbours, lambda_value: float) -> Tensor:
 
 
 def _dense_join(
-    q_rows: Tensor, q_cols: Tensor, q_vals: Tensor, g_rows: Tensor, g_cols: Tensor,
-    g_vals: Tensor, used: Tensor, num_query: int, ng: int, nb: Neighbours, lambda_value: float,
+    query: tuple[Tensor, Tensor, Tensor], gallery: tuple[Tensor, Tensor, Tensor],
+    used: Tensor, num_query: int, ng: int,
 ) -> Tensor:
     """``sum_c min(V[q, c], V[g, c])`` with ``V`` dense over the columns ``used`` by queries."""
+    q_crow, q_cols, q_vals = query
+    g_crow, g_rows, g_vals = gallery
     device = q_vals.device
+    n = g_crow.numel() - 1
     w = used.numel()
+    q_rows = torch.repeat_interleave(torch.arange(num_query, device=device),
+                                     q_crow[1:] - q_crow[:-1])
+    g_cols = torch.repeat_interleave(torch.arange(n, device=device), g_crow[1:] - g_crow[:-1])
     vq = torch.zeros(num_query, w, dtype=torch.float32, device=device)
     vq[q_rows, torch.searchsorted(used, q_cols)] = q_vals
     vg = torch.zeros(ng, w, dtype=torch.float32, device=device)
     keep = _isin_sorted(g_cols, used)
-    vg[g_rows[keep], torch.searchsorted(used, g_cols[keep])] = g_vals[keep]
+    vg[g_rows[keep].long(), torch.searchsorted(used, g_cols[keep])] = g_vals[keep]
     temp_min = torch.empty(num_query, ng, dtype=torch.float32, device=device)
     step = max(1, _BUDGET // max(ng * w, 1))
     for a in range(0, num_query, step):
         b = min(a + step, num_query)
         temp_min[a:b] = torch.minimum(vq[a:b, None, :], vg[None, :, :]).sum(-1)
-    return _blend(temp_min, nb, lambda_value)
+    return temp_min
