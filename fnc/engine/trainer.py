@@ -38,6 +38,7 @@ from fnc.engine.checkpoint import (
     LAST,
     MODEL_FILE,
     CheckpointError,
+    check_checkpoint_destination,
     get_rng_state,
     load_state_tree,
     read_checkpoint,
@@ -137,6 +138,10 @@ class Trainer:
             raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
         if not self.data.train:
             raise ValueError(f"{self.data.name or 'the dataset'} has no training images")
+        if self.output_dir is not None:
+            # Before any work: a folder named last/ or best/ that fnc-reid did not write is never replaced.
+            for name in (LAST, BEST):
+                check_checkpoint_destination(self.output_dir / name)
 
         self.device, self.dist = self.setup_runtime()
         self.model = self.build_model(model)
@@ -291,6 +296,8 @@ class Trainer:
                 self.load_checkpoint(path)
         elif self.output_dir is not None and self._is_main():
             recover_checkpoint(self.output_dir / LAST)
+        if self.output_dir is not None and self._is_main():
+            recover_checkpoint(self.output_dir / BEST)
         cfg = self.config
         last_stats: dict[str, Any] = {}
         while self.epoch < cfg.epochs:

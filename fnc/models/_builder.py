@@ -11,7 +11,8 @@ Every weight source goes the same way::
 - ``"hf-hub:org/repo[@rev]"``: its ``config.json`` names the architecture and its arguments; the
   cfg's ``hf_hub_id`` is the repo;
 - a ``save_pretrained`` folder as ``checkpoint_path``: the same, read from the folder; the cfg's
-  ``file`` is the folder's ``model.safetensors``;
+  ``file`` is the folder's ``model.safetensors``. A trainer's checkpoint folder carries a manifest
+  (:mod:`fnc.models._manifest`), which is verified first;
 - a ``.safetensors`` file as ``checkpoint_path``: the registered tag's cfg with ``file`` set;
 - a registered ``arch`` / ``arch.tag``: the registry's cfg (``hf_hub_id`` for ``pretrained=True``).
 
@@ -43,6 +44,7 @@ from ._loader import (
     load_cfg_weights,
     read_json,
 )
+from ._manifest import has_manifest, verify_manifest
 from ._pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedCfg, cfg_from_config
 from ._registry import get_pretrained_cfg, is_model, list_pretrained_tags, split_model_name_tag
 
@@ -92,6 +94,8 @@ def resolve_source(
         PretrainedNotFoundError: a folder or repo without ``config.json`` / ``model.safetensors``.
         UnsafeCheckpointError: a folder holding only pickle weights.
         CheckpointMismatchError: a published config naming another or an unknown architecture.
+        CorruptCheckpointError: a folder whose manifest (``trainer_state.json``, written by the
+            trainer) does not match its files; the files are named.
 
     Example:
         >>> src = resolve_source("fnc_resnet50", pretrained=True)
@@ -109,6 +113,9 @@ def resolve_source(
         return _published(config, hub_location(repo_id, hub.revision), None, hub, hf_hub_id=repo_id)
     if checkpoint_path is not None and os.path.isdir(checkpoint_path):
         folder = os.fspath(checkpoint_path)
+        if has_manifest(folder):
+            # A trainer's checkpoint folder says what its files must be: never load one that differs.
+            verify_manifest(folder)
         config = _folder_config(folder)
         return _published(config, repr(folder), model_name, hub, file=_folder_weights(folder))
     if model_name is None:
