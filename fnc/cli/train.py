@@ -159,7 +159,8 @@ def run_eval(args: argparse.Namespace) -> int:
     """Score the model; prints a table (percent) and with ``--json`` one line of fractions."""
     data = read_data(args)
     if not data.query or not data.gallery:
-        raise UsageError(f"{args.data} has no query/gallery split; for cityflow/csv pass --label-file or --holdout-ids")
+        hint = "" if args.holdout_ids or args.label_file else "; for cityflow/csv pass --label-file or --holdout-ids"
+        raise UsageError(f"{args.data} has no query/gallery split{hint}")
     if args.checkpoint is not None:
         if not Path(args.checkpoint).exists():
             raise UsageError(f"checkpoint {args.checkpoint} does not exist")

@@ -59,7 +59,8 @@ __all__ = ["TrainConfig", "Trainer", "fit"]
 
 logger = logging.getLogger(__name__)
 
-# Fields that may change between a run and its resume without changing what is computed.
+# Fields that may change between a run and its resume without changing what is computed
+# (num_workers: augmentations are seeded per image, see build_train_loader).
 _RESUME_FREE = {"epochs", "eval_every", "num_workers", "device", "progress", "rerank", "eval_batch_size"}
 
 
@@ -230,11 +231,11 @@ class Trainer:
             dc.hw, dc.mean, dc.std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p,
             interpolation=dc.interpolation,
         )
-        sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed)
-        # Not persistent: each epoch's workers are seeded from the (checkpointed) torch RNG,
-        # which is what makes a resumed run reproduce an uninterrupted one.
+        # Seeded: each image's augmentation comes from (seed, epoch, place in the batch sequence), not
+        # from a worker's RNG, so the number of workers (free to change on resume) changes nothing.
+        sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed, seeded=True)
         return DataLoader(
-            ImageDataset(self.data.train, transform),
+            ImageDataset(self.data.train, transform, skip_corrupt=cfg.skip_corrupt),
             batch_size=sampler.local_batch_size,
             sampler=sampler,
             num_workers=cfg.num_workers,
