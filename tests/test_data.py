@@ -258,13 +258,18 @@ def test_csv_with_splits_and_string_cameras(tmp_path):
 def test_csv_string_ids_root_and_holdout(tmp_path):
     path = _csv_fixture(
         tmp_path,
-        "path,id,camera\na.jpg,car_b,1\nb.jpg,car_b,2\nc.jpg,car_a,1\nd.jpg,car_c,1\ne.jpg,car_c,2\n",
+        "path,id,camera\na.jpg,car_b,1\nb.jpg,car_b,2\nc.jpg,car_a,1\nd.jpg,car_c,1\ne.jpg,car_c,2\nf.jpg,car_c,2\n",
+        images=("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"),
     )
     ds = read_csv(path, root=tmp_path / "imgs")
     assert ds.id_names == {0: "car_a", 1: "car_b", 2: "car_c"} and ds.num_train_pids == 3
     held = read_csv(path, root=tmp_path / "imgs", holdout_ids=[2])
     assert held.num_train_pids == 2
     assert [(Path(r.path).name, r.camid) for r in held.query] == [("d.jpg", 1), ("e.jpg", 2)]
+    assert [Path(r.path).name for r in held.gallery] == ["f.jpg"]
+    # car_b has one image per camera: as a held-out id nothing of it would be left to find.
+    with pytest.raises(ValueError, match=r"held-out identities \[1\] have exactly one image per camera"):
+        read_csv(path, root=tmp_path / "imgs", holdout_ids=[1])
 
 
 def test_csv_missing_files_listed_and_truncated(tmp_path):
