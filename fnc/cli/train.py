@@ -27,7 +27,7 @@ from fnc.cli._common import (
     reported,
     resolve_device,
 )
-from fnc.engine.checkpoint import BEST, LAST, checkpoint_pending, read_checkpoint
+from fnc.engine.checkpoint import BEST, LAST, check_checkpoint_destination, checkpoint_pending, read_checkpoint
 from fnc.engine.config import TrainConfig
 from fnc.engine.trainer import Trainer
 from fnc.evaluation.model import evaluate_model, infer_protocol
@@ -100,6 +100,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**overrides)
     out = Path(args.output)
     last = out / LAST
+    for name in (LAST, BEST):  # before the data is read or weights downloaded
+        check_checkpoint_destination(out / name)
     data = read_data(args)
     has_last = checkpoint_pending(last)
     if has_last and not args.resume:
