@@ -465,3 +465,27 @@ def test_dataloader_end_to_end(tmp_path):
     images, pids, camids = next(iter(loader))
     assert images.shape == (4, 3, 16, 8) and pids.tolist()[0] == pids.tolist()[1]
     assert len(loader) == len(sampler) // 4
+
+
+def test_seeded_pk_sampler_gives_each_place_its_own_seed_on_every_rank(tmp_path):
+    pids = [i // 4 for i in range(32)]
+    plain = PKSampler(pids, 4, 16, seed=3)
+    seeded = PKSampler(pids, 4, 16, seed=3, seeded=True)
+    plain.set_epoch(1)
+    seeded.set_epoch(1)
+    pairs = list(seeded)
+    assert [i for i, _ in pairs] == list(plain)
+    # Two ranks see the same seeds for the same places as one process does.
+    halves = []
+    for rank in (0, 1):
+        part = PKSampler(pids, 4, 16, seed=3, num_replicas=2, rank=rank, seeded=True)
+        part.set_epoch(1)
+        halves.append(list(part))
+    assert halves[0] + halves[1] == pairs[:8] + pairs[16:24] + pairs[8:16] + pairs[24:32]
+    # The image's augmentation is drawn from its seed, and the caller's RNG stream is left alone.
+    _img(tmp_path / "a.jpg")
+    ds = ImageDataset([Record(str(tmp_path / "a.jpg"), 0, 0)], build_transforms((8, 8), erase_p=0.9, padding=3))
+    state = torch.get_rng_state()
+    first, again, other = ds[(0, 11)][0], ds[(0, 11)][0], ds[(0, 12)][0]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first, again) and not torch.equal(first, other)
