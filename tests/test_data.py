@@ -258,13 +258,18 @@ def test_csv_with_splits_and_string_cameras(tmp_path):
 def test_csv_string_ids_root_and_holdout(tmp_path):
     path = _csv_fixture(
         tmp_path,
-        "path,id,camera\na.jpg,car_b,1\nb.jpg,car_b,2\nc.jpg,car_a,1\nd.jpg,car_c,1\ne.jpg,car_c,2\n",
+        "path,id,camera\na.jpg,car_b,1\nb.jpg,car_b,2\nc.jpg,car_a,1\nd.jpg,car_c,1\ne.jpg,car_c,2\nf.jpg,car_c,2\n",
+        images=("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "f.jpg"),
     )
     ds = read_csv(path, root=tmp_path / "imgs")
     assert ds.id_names == {0: "car_a", 1: "car_b", 2: "car_c"} and ds.num_train_pids == 3
     held = read_csv(path, root=tmp_path / "imgs", holdout_ids=[2])
     assert held.num_train_pids == 2
     assert [(Path(r.path).name, r.camid) for r in held.query] == [("d.jpg", 1), ("e.jpg", 2)]
+    assert [Path(r.path).name for r in held.gallery] == ["f.jpg"]
+    # car_b has one image per camera: as a held-out id nothing of it would be left to find.
+    with pytest.raises(ValueError, match=r"held-out identities \[1\] have exactly one image per camera"):
+        read_csv(path, root=tmp_path / "imgs", holdout_ids=[1])
 
 
 def test_csv_missing_files_listed_and_truncated(tmp_path):
@@ -460,3 +465,27 @@ def test_dataloader_end_to_end(tmp_path):
     images, pids, camids = next(iter(loader))
     assert images.shape == (4, 3, 16, 8) and pids.tolist()[0] == pids.tolist()[1]
     assert len(loader) == len(sampler) // 4
+
+
+def test_seeded_pk_sampler_gives_each_place_its_own_seed_on_every_rank(tmp_path):
+    pids = [i // 4 for i in range(32)]
+    plain = PKSampler(pids, 4, 16, seed=3)
+    seeded = PKSampler(pids, 4, 16, seed=3, seeded=True)
+    plain.set_epoch(1)
+    seeded.set_epoch(1)
+    pairs = list(seeded)
+    assert [i for i, _ in pairs] == list(plain)
+    # Two ranks see the same seeds for the same places as one process does.
+    halves = []
+    for rank in (0, 1):
+        part = PKSampler(pids, 4, 16, seed=3, num_replicas=2, rank=rank, seeded=True)
+        part.set_epoch(1)
+        halves.append(list(part))
+    assert halves[0] + halves[1] == pairs[:8] + pairs[16:24] + pairs[8:16] + pairs[24:32]
+    # The image's augmentation is drawn from its seed, and the caller's RNG stream is left alone.
+    _img(tmp_path / "a.jpg")
+    ds = ImageDataset([Record(str(tmp_path / "a.jpg"), 0, 0)], build_transforms((8, 8), erase_p=0.9, padding=3))
+    state = torch.get_rng_state()
+    first, again, other = ds[(0, 11)][0], ds[(0, 11)][0], ds[(0, 12)][0]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first, again) and not torch.equal(first, other)

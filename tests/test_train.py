@@ -232,3 +232,23 @@ def test_sigkill_during_writes_never_leaves_a_bad_checkpoint(tmp_path):
         weight = load_file(str(folder / "model.safetensors"))["weight"]
         assert torch.equal(weight, torch.full((1024, 1024), float(meta["epoch"])))
     assert folder.exists()
+
+
+def test_resume_with_another_num_workers_ends_on_the_same_weights(tmp_path):
+    # README: a resumed run ends on the same weights as an uninterrupted one, and num_workers is
+    # free to change on resume. Augmentation on (flip, pad + crop, erasing: the defaults), so the
+    # image loading processes' RNGs would matter if augmentations were drawn from them.
+    data = dataclasses.replace(read_dataset(write_veri(tmp_path / "veri", n_train=2)), query=[], gallery=[])
+    run = dict(TINY, eval_every=0)
+
+    def trained(out: Path, epochs: int, workers: int, resume: bool = False) -> Trainer:
+        torch.manual_seed(0)
+        model = fnc.create_model("baseline_resnet50", num_classes=data.num_train_pids)
+        return fit(model, data, out, resume=resume, **dict(run, epochs=epochs, num_workers=workers))
+
+    straight = trained(tmp_path / "a", 2, workers=0)
+    trained(tmp_path / "b", 1, workers=0)
+    resumed = trained(tmp_path / "b", 2, workers=2, resume=True)
+    assert resumed.config.num_workers == 2 and resumed.epoch == 2
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)

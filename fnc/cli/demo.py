@@ -27,6 +27,8 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_device_arg(p)
     p.add_argument("--save-model", action="store_true", help="also save the trained model to DIR/model")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty DIR that no demo wrote, replacing files at the demo's paths")
     p.set_defaults(func=run)
     return p
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("fnc.data", "fnc.engine"):
         logging.getLogger(name).setLevel(logging.WARNING)
     run_demo(args.output, quick=args.quick, seed=args.seed, epochs=args.epochs, device=device,
-         save_model=args.save_model, progress=args.progress)
+         save_model=args.save_model, progress=args.progress, overwrite=args.overwrite)
     return EXIT_OK
 
 

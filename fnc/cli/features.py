@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, one_line, reported, resolve_device
+from fnc.engine.outputs import check_line_safe, check_output_files
 from fnc.inference.extraction import extract
 from fnc.inference.images import list_images
 from fnc.models import create_model
@@ -24,7 +25,8 @@ def add_extract_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = add_command(subparsers, "extract", "embed images to a .npy file",
                       "Embed images with a re-ID model: row i of the (N, D) float32 array is image i. Folders are "
                       "read recursively in sorted order; the row order is written beside the output as a .txt "
-                      "file (one path per line).",
+                      "file (one path per line; a file name with a newline or other control character is refused). "
+                      "Existing output files are replaced only with --overwrite.",
                       "MODEL is arch[.tag] (ImageNet backbone weights from the Hub unless --no-pretrained), or\n"
                       "hf-hub:org/repo for a published re-ID checkpoint; --checkpoint DIR loads a folder written\n"
                       "by save_pretrained or fnc-reid train (its config names the architecture).\n\n"
@@ -42,6 +44,7 @@ def add_extract_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_device_arg(p)
     p.add_argument("--normalize", action="store_true", help="L2-normalise each row")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace FEATS.npy and its row-order .txt if they exist")
     p.set_defaults(func=run_extract)
     return p
 
@@ -70,6 +73,9 @@ def run_extract(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     paths = _expand_images(args.images)
+    rows = out.with_suffix(".txt")
+    check_output_files([out, rows], overwrite=args.overwrite)
+    check_line_safe(paths)
     if args.checkpoint is not None and not os.path.exists(args.checkpoint):
         raise UsageError(f"--checkpoint {args.checkpoint} does not exist")
     # A checkpoint or hf-hub: repo brings its own weights; pretrained= only picks the tag's.
@@ -80,7 +86,6 @@ def run_extract(args: argparse.Namespace) -> int:
                         normalize=args.normalize, input_size=args.input_size, progress=not args.quiet)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, feats)
-    rows = out.with_suffix(".txt")
     rows.write_text("".join(p + "\n" for p in paths))
     print(f"wrote {feats.shape[0]} x {feats.shape[1]} features to {out} (row order in {rows})")
     return EXIT_OK

@@ -27,7 +27,7 @@ from fnc.cli._common import (
     reported,
     resolve_device,
 )
-from fnc.engine.checkpoint import BEST, LAST, checkpoint_pending, read_checkpoint
+from fnc.engine.checkpoint import BEST, LAST, check_checkpoint_destination, checkpoint_pending, read_checkpoint
 from fnc.engine.config import TrainConfig
 from fnc.engine.history import CURVES_FILE, METRICS_FILE, require_tensorboard
 from fnc.engine.trainer import Trainer
@@ -109,6 +109,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
     out = Path(args.output)
     last = out / LAST
+    for name in (LAST, BEST):  # before the data is read or weights downloaded
+        check_checkpoint_destination(out / name)
     data = read_data(args)
     has_last = checkpoint_pending(last)
     if has_last and not args.resume:
@@ -168,7 +170,8 @@ def run_eval(args: argparse.Namespace) -> int:
     """Score the model; prints a table (percent) and with ``--json`` one line of fractions."""
     data = read_data(args)
     if not data.query or not data.gallery:
-        raise UsageError(f"{args.data} has no query/gallery split; for cityflow/csv pass --label-file or --holdout-ids")
+        hint = "" if args.holdout_ids or args.label_file else "; for cityflow/csv pass --label-file or --holdout-ids"
+        raise UsageError(f"{args.data} has no query/gallery split{hint}")
     if args.checkpoint is not None:
         if not Path(args.checkpoint).exists():
             raise UsageError(f"checkpoint {args.checkpoint} does not exist")

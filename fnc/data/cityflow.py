@@ -24,6 +24,7 @@ from fnc.data.registry import register_format
 from fnc.data.records import (
     ReIDDataset,
     Record,
+    check_consistent_labels,
     check_files_exist,
     holdout_identities,
     make_dataset,
@@ -192,8 +193,8 @@ def read_cityflow(
     Raises:
         FileNotFoundError: the root, ``image_train/``, ``train_label.xml`` or any labelled image is
             missing (all missing images listed in one error).
-        ValueError: malformed label files (file named), an empty split, or both ``label_file``
-            and ``holdout_ids``.
+        ValueError: malformed label files (file named), an image labelled with two vehicle ids or
+            cameras (all listed), an empty split, or both ``label_file`` and ``holdout_ids``.
 
     >>> ds = read_cityflow("/data/AIC20_ReID", holdout_ids=50)  # doctest: +SKIP
     """
@@ -203,12 +204,14 @@ def read_cityflow(
     xml_path = root / "train_label.xml"
     train_dir = require_dir(root / "image_train", "CityFlow-ReID training images")
     train = [Record(str(train_dir / name), pid, camid) for name, pid, camid in read_train_label_xml(xml_path)]
+    check_consistent_labels(train, xml_path)
     check_files_exist([r.path for r in train], xml_path)
     require_nonempty(train, "train", xml_path)
     query: list[Record] = []
     gallery: list[Record] = []
     if label_file is not None:
         query, gallery = _read_eval_labels(root, Path(label_file))
+        check_consistent_labels(query + gallery, label_file)
         check_files_exist([r.path for r in query + gallery], label_file)
     elif holdout_ids:
         train, query, gallery = holdout_identities(train, holdout_ids, seed)

@@ -21,6 +21,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ReIDDataset",
     "Record",
+    "check_consistent_labels",
     "check_files_exist",
     "holdout_identities",
     "make_dataset",
@@ -134,6 +135,39 @@ def check_files_exist(paths: Iterable[str], source: str | Path) -> None:
         )
 
 
+def check_consistent_labels(records: Iterable[Record], source: str | Path) -> None:
+    """Raise one error listing every image labelled twice with different identities or cameras.
+
+    The same file under two vehicle ids (or two cameras) is a labelling mistake: training would
+    pull its embedding towards both identities, and evaluation would count it as a match of both.
+    The same file listed twice with the same labels is left alone.
+
+    Args:
+        records: every record read from ``source`` (all splits together).
+        source: the label file(s) they came from, named in the error.
+
+    Raises:
+        ValueError: some paths carry contradicting labels (all counted, the first 20 listed, each
+            with the labels it was given).
+
+    >>> check_consistent_labels([Record("a.jpg", 1, 1), Record("a.jpg", 1, 1)], "labels.csv")
+    """
+    seen: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for r in records:
+        seen[r.path].add((r.pid, r.camid))
+    bad = {path: labels for path, labels in seen.items() if len(labels) > 1}
+    if bad:
+        shown = [
+            f"{path} (" + ", ".join(f"id {pid} camera {camid}" for pid, camid in sorted(labels)) + ")"
+            for path, labels in list(bad.items())[:_MAX_LISTED]
+        ]
+        more = f"\n  ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        raise ValueError(
+            f"{len(bad)} image(s) in {source} are labelled with two different vehicle ids or cameras:\n  "
+            + "\n  ".join(shown) + more + "\nFix the labels so that each image has one id and one camera."
+        )
+
+
 def require_dir(path: Path, what: str) -> Path:
     """Return ``path`` if it is a folder, else raise an error that says what was expected there."""
     if not path.is_dir():
@@ -205,7 +239,8 @@ def holdout_identities(
         ``(train, query, gallery)``, all with original ids.
 
     Raises:
-        ValueError: not enough identities, or unknown ids requested.
+        ValueError: not enough identities, unknown ids requested, or held-out identities with one
+            image per camera (their queries would have no gallery image to find; the ids are named).
 
     >>> recs = [Record(f"{p}_{c}_{i}.jpg", p, c) for p in range(4) for c in (1, 2) for i in range(2)]
     >>> train, query, gallery = holdout_identities(recs, [3])
@@ -233,6 +268,15 @@ def holdout_identities(
         if r.pid in held:
             by_id_cam[r.pid][r.camid].append(r)
     query, gallery = [], []
+    # One image in each of its cameras: every image would be a query, with nothing to match.
+    unmatched = sorted(pid for pid, cams in by_id_cam.items() if len(cams) > 1 and all(len(v) == 1 for v in cams.values()))
+    if unmatched:
+        raise ValueError(
+            f"held-out identities {unmatched[:_MAX_LISTED]} have exactly one image per camera, so all their images "
+            "would be queries and the gallery would hold none of them to find: evaluation could never match "
+            "them. Hold out other identities (pass the ids to hold out, or another seed), fewer identities, "
+            "or give labelled query/gallery images (a label file, or query/gallery rows)"
+        )
     for pid in sorted(by_id_cam):
         cams = by_id_cam[pid]
         if sum(len(v) for v in cams.values()) == 1:

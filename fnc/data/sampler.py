@@ -13,8 +13,8 @@ from torch.utils.data import Sampler
 __all__ = ["PKSampler"]
 
 
-class PKSampler(Sampler[int]):
-    """Yields dataset indices in batches of P identities x K images each (SPEC: 16 x 4 = 64).
+class PKSampler(Sampler[Any]):
+    """Yields dataset indices (or ``(index, seed)`` pairs, ``seeded=True``) in batches of P identities x K images each (SPEC: 16 x 4 = 64).
 
     Each epoch, every identity's images are shuffled and cut into chunks of K; identities with
     fewer than K images are sampled with replacement up to K, and up to K-1 leftover images of an
@@ -43,6 +43,11 @@ class PKSampler(Sampler[int]):
         seed: base seed of the shuffling.
         num_replicas: DDP world size; default: the initialised process group's, else 1.
         rank: this process's rank; default: the process group's, else 0.
+        seeded: yield ``(index, sample_seed)`` pairs instead of indices, for
+            :class:`~fnc.data.ImageDataset`, which then draws each image's augmentation from its
+            own seed. The seed depends only on ``seed``, the epoch and the image's place in the
+            global batch sequence, so augmentations (and a resumed run's weights) do not depend on
+            how many DataLoader workers load the images, nor on which worker loads which image.
 
     >>> sampler = PKSampler([0, 0, 1, 1, 2, 2, 3, 3], num_instances=2, batch_size=4)
     >>> sampler.set_epoch(0)
@@ -58,6 +63,7 @@ class PKSampler(Sampler[int]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        seeded: bool = False,
     ) -> None:
         if num_replicas is None:
             num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -90,6 +96,7 @@ class PKSampler(Sampler[int]):
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        self.seeded = seeded
         self.epoch = 0
         self._start_batch = 0
         self._consumed = 0
@@ -132,7 +139,11 @@ class PKSampler(Sampler[int]):
         lo = self.rank * self.local_batch_size
         self._consumed = start
         for b in range(start, len(batches)):
-            part = batches[b][lo : lo + self.local_batch_size].tolist()
+            part: list[Any] = batches[b][lo : lo + self.local_batch_size].tolist()
+            if self.seeded:
+                # One seed per place in the global batch: the same on every rank and worker layout.
+                seeds = np.random.SeedSequence([self.seed % 2**63, self.epoch, b]).generate_state(self.batch_size)
+                part = list(zip(part, seeds[lo : lo + self.local_batch_size].tolist()))
             yield from part[:-1]
             # Counted before the batch's last index leaves, so that a consumer holding the whole
             # batch sees it as consumed.

@@ -10,6 +10,7 @@ from fnc.data.registry import register_format
 from fnc.data.records import (
     ReIDDataset,
     Record,
+    check_consistent_labels,
     check_files_exist,
     holdout_identities,
     make_dataset,
@@ -108,7 +109,8 @@ def read_csv(
     Raises:
         FileNotFoundError: the CSV or any listed image is missing (all listed in one error).
         ValueError: bad header, empty value or unknown split (file and line named), an empty
-            split, or ``holdout_ids`` together with query/gallery rows.
+            split, an image listed under two ids or cameras (all listed), or ``holdout_ids``
+            together with query/gallery rows.
 
     >>> ds = read_csv("my_cameras/labels.csv")  # doctest: +SKIP
     """
@@ -126,6 +128,7 @@ def read_csv(
             )
         image = Path(row["path"])
         splits[split].append(Record(str(image if image.is_absolute() else base / image), pid, camid))
+    check_consistent_labels([r for recs in splits.values() for r in recs], path)
     check_files_exist([r.path for recs in splits.values() for r in recs], path)
     require_nonempty(splits["train"], "train", path)
     has_eval = bool(splits["query"] or splits["gallery"])

@@ -22,7 +22,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from fnc.data.records import ReIDDataset, Record, check_files_exist, make_dataset, require_dir, require_nonempty
+from fnc.data.records import ReIDDataset, Record, check_consistent_labels, check_files_exist, make_dataset, require_dir, require_nonempty
 from fnc.data.registry import register_format
 
 __all__ = ["read_vehicleid", "vehicleid_trials"]
@@ -71,6 +71,8 @@ def _read_splits(root: str | Path, test_size: int) -> tuple[Path, list[Record], 
         )
     train = _read_list(train_list, image_dir)
     test = _read_list(test_list, image_dir)
+    # One image under two vehicle ids, within a list or across the two, is a labelling mistake.
+    check_consistent_labels(train + test, f"{train_list} and {test_list}")
     check_files_exist([r.path for r in train], train_list)
     check_files_exist([r.path for r in test], test_list)
     return root, train, test
@@ -109,7 +111,8 @@ def read_vehicleid(root: str | Path, test_size: int = 800, seed: int = 0) -> ReI
     Raises:
         FileNotFoundError: ``image/`` or a list file is missing (all of them named in one error,
             with the test sizes that exist), or a listed image is missing (all listed).
-        ValueError: a bad ``test_size``, an empty list, or a malformed line (file and line named).
+        ValueError: a bad ``test_size``, an empty list, a malformed line (file and line named), or
+            an image listed under two vehicle ids (all listed).
 
     >>> ds = read_vehicleid("/data/VehicleID", test_size=800, seed=0)  # doctest: +SKIP
     >>> len(ds.gallery)  # doctest: +SKIP

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fnc.data.records import ReIDDataset, Record, check_files_exist, make_dataset, require_dir, require_nonempty
+from fnc.data.records import ReIDDataset, Record, check_consistent_labels, check_files_exist, make_dataset, require_dir, require_nonempty
 from fnc.data.registry import register_format
 
 __all__ = ["read_veriwild"]
@@ -49,6 +49,7 @@ def _query_names(size: int) -> tuple[str, ...]:
 def _read_vehicle_info(path: Path) -> dict[str, tuple[int, int]]:
     """``imgid -> (vid, camera)`` from ``vehicle_info.txt`` (its first line is a header)."""
     info: dict[str, tuple[int, int]] = {}
+    conflicts: dict[str, set[tuple[int, int]]] = {}
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -61,7 +62,13 @@ def _read_vehicle_info(path: Path) -> dict[str, tuple[int, int]]:
                 f"{path}:{lineno}: expected 'vid/imgid;camera;time;model;type;color' with integer vid and camera, "
                 f"got {line.strip()!r}"
             )
-        info[key["imgid"]] = (int(key["vid"]), int(cam[1]))
+        labels = (int(key["vid"]), int(cam[1]))
+        if info.setdefault(key["imgid"], labels) != labels:
+            conflicts.setdefault(key["imgid"], {info[key["imgid"]]}).add(labels)
+    if conflicts:
+        check_consistent_labels(
+            [Record(imgid, vid, cam) for imgid, labels in conflicts.items() for vid, cam in labels], path
+        )
     if not info:
         raise ValueError(f"{path} has no vehicle lines after its header; expected 'vid/imgid;camera;time;model;type;color'")
     return info
@@ -102,7 +109,8 @@ def read_veriwild(root: str | Path, test_size: int = 3000) -> ReIDDataset:
         FileNotFoundError: ``images/`` or split files are missing (all named in one error, with
             the test sizes whose lists exist), or listed images are missing (all listed).
         ValueError: an unknown ``test_size``, a malformed line (file and line named), an image
-            missing from ``vehicle_info.txt``, or an empty list.
+            missing from ``vehicle_info.txt`` or given two vehicle ids / cameras there (all
+            listed), or an empty list.
 
     >>> ds = read_veriwild("/data/VERI-Wild", test_size=3000)  # doctest: +SKIP
     >>> ds.num_train_pids  # doctest: +SKIP

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from fnc.data.registry import read_dataset
 from fnc.demo.synthetic import make_synthetic_dataset
+from fnc.engine.outputs import check_output_folder, written_by_fnc
 from fnc.engine.trainer import Trainer
 from fnc.inference.extraction import extract
 from fnc.models import create_model
@@ -28,7 +29,10 @@ from fnc.viz._draw import font
 from fnc.viz.attention import attention_map
 from fnc.viz.ranked import ranked_list
 
-__all__ = ["DEMO_SIZES", "DemoSize", "run_demo"]
+__all__ = ["DEMO_MARKER", "DEMO_SIZES", "DemoSize", "run_demo"]
+
+#: The file that marks a folder as the demo's output, so a later demo may write there again.
+DEMO_MARKER = ".fnc-reid-demo"
 
 
 # --------------------------------------------------------------------------- the demo
@@ -131,6 +135,7 @@ def run_demo(
     device: str | None = None,
     save_model: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
     echo: Any = print,
 ) -> dict[str, Any]:
     """Draw a synthetic vehicle dataset, train FNC on it from scratch, score it, and draw it.
@@ -141,6 +146,11 @@ def run_demo(
     with :class:`fnc.engine.Trainer` and the paper's recipe (see :class:`DemoSize`); evaluate
     again; write ``ranked_list.png`` (queries with their top matches before and after training)
     and ``attention_maps.png`` (SAB attention and CAB energy of the trained model).
+
+    ``output_dir`` must be new, empty, or an earlier demo's output (marked by a
+    :data:`DEMO_MARKER` file): the demo never writes over files it did not write, such as your
+    own ``data/labels.csv``, unless ``overwrite=True`` (then files at the demo's paths are
+    replaced; nothing is deleted).
 
     The default size takes about 3.5 minutes on 2 quiet CPU cores (up to 6m40s on cores shared
     with other jobs; see the README); ``quick=True`` runs in seconds and is for tests.
@@ -154,7 +164,12 @@ def run_demo(
         save_model: also write the trained model to ``output_dir/model`` (``save_pretrained``;
             load it with ``fnc.create_model(checkpoint_path=...)``).
         progress: show training progress bars.
+        overwrite: write into a non-empty ``output_dir`` that no demo wrote.
         echo: where the report lines go (``print`` by default; ``lambda *a: None`` silences).
+
+    Raises:
+        fnc.engine.outputs.OutputExistsError: ``output_dir`` holds files the demo did not write
+            (without ``overwrite``), or is a file.
 
     Returns:
         ``{"before": metrics, "after": metrics, "ranked_list": path, "attention_maps": path,
@@ -171,7 +186,14 @@ def run_demo(
     size = DEMO_SIZES["quick" if quick else "default"]
     num_epochs = epochs if epochs is not None else size.epochs
     out = Path(output_dir)
+    check_output_folder(
+        out, lambda f: written_by_fnc(f, [DEMO_MARKER]), what="demo output folder", overwrite=overwrite,
+        fix="the demo would write data/labels.csv, data/images/, ranked_list.png and attention_maps.png there: "
+        "choose another output, or pass overwrite=True (fnc-reid demo --overwrite) to replace those files",
+    )
     out.mkdir(parents=True, exist_ok=True)
+    # Marked before anything else is written, so even an interrupted demo's folder is recognised.
+    (out / DEMO_MARKER).write_text("written by fnc-reid demo; a later demo may replace the files here\n")
 
     csv_path = make_synthetic_dataset(
         out / "data", num_train_ids=size.num_train_ids, num_test_ids=size.num_test_ids,

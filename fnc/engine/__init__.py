@@ -21,6 +21,7 @@ from fnc.engine.checkpoint import (
 )
 from fnc.engine.config import TrainConfig
 from fnc.engine.distributed import SyncBatchNorm, convert_sync_batchnorm, gather_with_grad, init_distributed
+from fnc.engine.outputs import OutputExistsError
 from fnc.engine.publish import push_checkpoint
 from fnc.engine.trainer import Trainer, fit
 from fnc.evaluation.model import evaluate_model, infer_protocol
@@ -29,6 +30,7 @@ __all__ = [
     "BEST",
     "CheckpointError",
     "LAST",
+    "OutputExistsError",
     "SyncBatchNorm",
     "TrainConfig",
     "Trainer",

@@ -21,7 +21,6 @@ whose files were later truncated or altered is refused rather than trained on.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file, save_model
 
+from fnc.engine.outputs import check_output_folder
+from fnc.models._loader import CorruptCheckpointError
+from fnc.models._manifest import MANIFEST_NAME, build_manifest, verify_manifest
 from fnc.models._pretrained import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = [
@@ -47,8 +49,10 @@ __all__ = [
     "STATE_FILE",
     "TENSORS_FILE",
     "atomic_folder",
+    "check_checkpoint_destination",
     "checkpoint_pending",
     "get_rng_state",
+    "is_checkpoint_folder",
     "load_state_tree",
     "read_checkpoint",
     "recover_checkpoint",
@@ -63,7 +67,7 @@ logger = logging.getLogger(__name__)
 # The model files are the Hub layout's, named where the models define it.
 MODEL_FILE = WEIGHTS_NAME
 CONFIG_FILE = CONFIG_NAME
-STATE_FILE = "trainer_state.json"
+STATE_FILE = MANIFEST_NAME
 TENSORS_FILE = "training_state.safetensors"
 FORMAT_VERSION = 1
 #: The folders a training run writes under its output folder: resumable, and best by mAP.
@@ -182,14 +186,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # Files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     # Directories can be fsynced on POSIX only; on Windows os.replace is already durable enough.
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
@@ -221,18 +217,22 @@ def atomic_folder(final: str | Path, write: Callable[[Path], None], meta: dict[s
     Returns:
         ``final``.
 
+    Raises:
+        OutputExistsError: ``final`` exists and is not a checkpoint folder fnc-reid wrote.
+
     >>> atomic_folder("runs/x/last", lambda d: (d / "a.txt").write_text("hi"), {"epoch": 0})  # doctest: +SKIP
     """
     final = Path(final)
+    # Only a folder this module wrote is ever replaced: a user's folder of the same name is refused.
+    check_checkpoint_destination(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         write(tmp)
-        files = {}
-        for path in sorted(tmp.iterdir()):
-            if path.is_file() and path.name != STATE_FILE:
+        for path in tmp.iterdir():
+            if path.is_file():
                 _fsync(path)
-                files[path.name] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        files = build_manifest(tmp)
         # The manifest file is written last: a folder without a readable one is never complete.
         state_path = tmp / STATE_FILE
         state_path.write_text(json.dumps({**meta, "format_version": FORMAT_VERSION, "files": files}, indent=1))
@@ -289,6 +289,9 @@ def recover_checkpoint(final: str | Path) -> Path | None:
 def verify_checkpoint(folder: str | Path) -> dict[str, Any]:
     """Check a checkpoint folder against its manifest and return its ``trainer_state.json``.
 
+    The manifest format and its check are :mod:`fnc.models._manifest`'s, shared with the model
+    loader, so ``create_model(checkpoint_path=folder)`` refuses the same folders a resume does.
+
     Args:
         folder: a checkpoint folder written by the trainer.
 
@@ -303,26 +306,44 @@ def verify_checkpoint(folder: str | Path) -> dict[str, Any]:
     0.71
     """
     folder = Path(folder)
-    state_path = folder / STATE_FILE
-    if not state_path.is_file():
+    if not (folder / STATE_FILE).is_file():
         raise CheckpointError(f"{folder} is not a complete checkpoint: {STATE_FILE} is missing")
     try:
-        meta = json.loads(state_path.read_text())
-        files = meta["files"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{state_path} is unreadable ({e}); the checkpoint is corrupt") from e
-    bad = []
-    for name, info in files.items():
-        path = folder / name
-        if not path.is_file():
-            bad.append(f"{name} is missing")
-        elif path.stat().st_size != info["size"]:
-            bad.append(f"{name} has {path.stat().st_size} bytes, expected {info['size']}")
-        elif _sha256(path) != info["sha256"]:
-            bad.append(f"{name} does not match its SHA-256")
-    if bad:
-        raise CheckpointError(f"checkpoint {folder} is corrupt: " + "; ".join(bad))
-    return meta
+        return verify_manifest(folder)
+    except CorruptCheckpointError as e:
+        raise CheckpointError(str(e)) from e
+
+
+def is_checkpoint_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` was written by fnc-reid's trainer (its ``trainer_state.json`` is ours).
+
+    Another tool's file of the same name (Hugging Face's Trainer writes one too) does not count:
+    ours is a JSON object with this module's ``format_version`` and a ``files`` manifest. Only such
+    a folder is ever replaced by a new checkpoint (see :mod:`fnc.engine.outputs`).
+
+    >>> is_checkpoint_folder("/nonexistent")
+    False
+    """
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        return False
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "format_version" in meta and isinstance(meta.get("files"), dict)
+
+
+def check_checkpoint_destination(final: str | Path) -> None:
+    """Refuse, before any work, to replace ``final`` unless it is absent, empty or a checkpoint we wrote.
+
+    Raises:
+        OutputExistsError: ``final`` is a file, or a folder fnc-reid did not write (named, with
+            what it holds).
+
+    >>> check_checkpoint_destination("/nonexistent/run/best")
+    """
+    check_output_folder(final, is_checkpoint_folder, what="checkpoint folder")
 
 
 def read_checkpoint(folder: str | Path) -> dict[str, Any]:

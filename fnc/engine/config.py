@@ -103,6 +103,13 @@ class TrainConfig:
         )},
     )
     erase_p: float = field(default=0.5, metadata={"help": "random erasing probability (paper: 0.5)."})
+    skip_corrupt: bool = field(
+        default=False,
+        metadata={"help": (
+            "replace a training image that cannot be decoded by another image of the same identity "
+            "(each skip logged with the file name) instead of stopping with an error."
+        )},
+    )
     seed: int = field(
         default=0,
         metadata={"help": (
@@ -187,6 +194,14 @@ class TrainConfig:
             "``OUTPUT/tensorboard`` (needs ``pip install tensorboard``)."
         )},
     )
+
+    def __post_init__(self) -> None:
+        if self.triplet_weight and self.num_instances < 2:
+            raise ValueError(
+                f"num_instances={self.num_instances}: the batch-hard triplet loss needs at least 2 images of each "
+                "identity in a batch (a positive pair); use num_instances >= 2 (paper: 4), or triplet_weight=0 "
+                "for the ID loss alone"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy (tuples become lists)."""

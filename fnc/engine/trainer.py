@@ -41,6 +41,7 @@ from fnc.engine.checkpoint import (
     LAST,
     MODEL_FILE,
     CheckpointError,
+    check_checkpoint_destination,
     get_rng_state,
     load_state_tree,
     read_checkpoint,
@@ -63,7 +64,8 @@ __all__ = ["TrainConfig", "Trainer", "fit"]
 
 logger = logging.getLogger(__name__)
 
-# Fields that may change between a run and its resume without changing what is computed.
+# Fields that may change between a run and its resume without changing what is computed
+# (num_workers: augmentations are seeded per image, see build_train_loader).
 _RESUME_FREE = {"epochs", "eval_every", "num_workers", "device", "progress", "rerank", "eval_batch_size", "tensorboard"}
 
 
@@ -143,6 +145,10 @@ class Trainer:
             raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
         if not self.data.train:
             raise ValueError(f"{self.data.name or 'the dataset'} has no training images")
+        if self.output_dir is not None:
+            # Before any work: a folder named last/ or best/ that fnc-reid did not write is never replaced.
+            for name in (LAST, BEST):
+                check_checkpoint_destination(self.output_dir / name)
         if cfg.tensorboard:
             if self.output_dir is None:
                 raise ValueError("tensorboard=True writes under output_dir; pass an output_dir or tensorboard=False")
@@ -240,11 +246,11 @@ class Trainer:
             dc.hw, dc.mean, dc.std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p,
             interpolation=dc.interpolation,
         )
-        sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed)
-        # Not persistent: each epoch's workers are seeded from the (checkpointed) torch RNG,
-        # which is what makes a resumed run reproduce an uninterrupted one.
+        # Seeded: each image's augmentation comes from (seed, epoch, place in the batch sequence), not
+        # from a worker's RNG, so the number of workers (free to change on resume) changes nothing.
+        sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed, seeded=True)
         return DataLoader(
-            ImageDataset(self.data.train, transform),
+            ImageDataset(self.data.train, transform, skip_corrupt=cfg.skip_corrupt),
             batch_size=sampler.local_batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
@@ -306,6 +312,8 @@ class Trainer:
                 self.load_checkpoint(path)
         elif self.output_dir is not None and self._is_main():
             recover_checkpoint(self.output_dir / LAST)
+        if self.output_dir is not None and self._is_main():
+            recover_checkpoint(self.output_dir / BEST)
         cfg = self.config
         last_stats: dict[str, Any] = {}
         while self.epoch < cfg.epochs:

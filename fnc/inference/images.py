@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from fnc.data.constants import IMAGE_EXTENSIONS
-from fnc.data.dataset import load_image
+from fnc.data.dataset import load_image, to_rgb
 
 __all__ = ["ImageLike", "as_rgb_image", "list_images"]
 
@@ -57,7 +57,8 @@ def as_rgb_image(image: ImageLike) -> Image.Image:
     """One image as an RGB PIL image.
 
     Args:
-        image: a file path (read with :func:`fnc.data.load_image`), a PIL image (any mode), or a
+        image: a file path (read with :func:`fnc.data.load_image`), a PIL image (any mode, 16-bit
+            grey scaled to 8 bits by :func:`fnc.data.dataset.to_rgb`), or a
             uint8 numpy array of shape (H, W, 3) (RGB) or (H, W) (grey).
 
     Raises:
@@ -71,14 +72,14 @@ def as_rgb_image(image: ImageLike) -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         return load_image(os.fspath(image))
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
             raise ValueError(
                 f"expected a uint8 array of shape (H, W, 3) (RGB) or (H, W), got {image.dtype} "
                 f"{image.shape}; for float data pass a preprocessed torch tensor (N, 3, H, W) instead"
             )
-        return Image.fromarray(image).convert("RGB")
+        return to_rgb(Image.fromarray(image))
     raise TypeError(
         f"expected an image path, PIL image or uint8 numpy array, got {type(image).__name__}"
     )

@@ -11,7 +11,8 @@ Every weight source goes the same way::
 - ``"hf-hub:org/repo[@rev]"``: its ``config.json`` names the architecture and its arguments; the
   cfg's ``hf_hub_id`` is the repo;
 - a ``save_pretrained`` folder as ``checkpoint_path``: the same, read from the folder; the cfg's
-  ``file`` is the folder's ``model.safetensors``;
+  ``file`` is the folder's ``model.safetensors``. A trainer's checkpoint folder carries a manifest
+  (:mod:`fnc.models._manifest`), which is verified first;
 - a ``.safetensors`` file as ``checkpoint_path``: the registered tag's cfg with ``file`` set;
 - a ``.pth`` / ``.pt`` file as ``checkpoint_path`` (fast-reid, reid-strong-baseline / DMT, IBN-Net,
   told from its keys): the tag's cfg with ``file`` set and the format's weights format, plus the
@@ -47,6 +48,7 @@ from ._loader import (
     load_cfg_weights,
     read_json,
 )
+from ._manifest import has_manifest, verify_manifest
 from ._pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedCfg, cfg_from_config
 from ._pth import is_pth, pth_file_weights, url_weights
 from ._registry import get_pretrained_cfg, is_model, list_pretrained_tags, split_model_name_tag
@@ -103,6 +105,8 @@ def resolve_source(
         CheckpointMismatchError: a published config naming another or an unknown architecture;
             a ``.pth`` of no known format, or whose ``pixel_mean`` / ``pixel_std`` differ from the
             tag's mean / std.
+        CorruptCheckpointError: a folder whose manifest (``trainer_state.json``, written by the
+            trainer) does not match its files; the files are named.
 
     Example:
         >>> src = resolve_source("fnc_resnet50", pretrained=True)
@@ -120,6 +124,9 @@ def resolve_source(
         return _published(config, hub_location(repo_id, hub.revision), None, hub, hf_hub_id=repo_id)
     if checkpoint_path is not None and os.path.isdir(checkpoint_path):
         folder = os.fspath(checkpoint_path)
+        if has_manifest(folder):
+            # A trainer's checkpoint folder says what its files must be: never load one that differs.
+            verify_manifest(folder)
         config = _folder_config(folder)
         return _published(config, repr(folder), model_name, hub, file=_folder_weights(folder))
     if model_name is None:

@@ -9,7 +9,8 @@ so a checkpoint is read, checked and reported the same way everywhere:
 - an ImageNet backbone checkpoint with timm's keys fills every copy of each backbone tensor
   (FNC's trunk and both branches' layer3[1:] / layer4);
 - loading is strict: anything missing, unexpected or of the wrong shape raises
-  :class:`CheckpointMismatchError` with the key lists; only a classifier whose size differs
+  :class:`CheckpointMismatchError` with the key lists, and a tensor holding NaN or inf raises
+  :class:`CorruptCheckpointError` naming it; only a classifier whose size differs
   from the model's is dropped (the model keeps its fresh one), and that is said in the log.
   The model says which keys are its classifiers (``classifier_keys()``), so this module knows
   no head class;
@@ -227,6 +228,7 @@ def load_checkpoint(
 
     Raises:
         CheckpointMismatchError: missing, unexpected or mis-shaped tensors, listed with counts.
+        CorruptCheckpointError: a tensor holds NaN or inf (each such tensor named).
 
     Example:
         >>> from fnc.models import Baseline
@@ -288,6 +290,13 @@ def load_checkpoint(
         )
         raise CheckpointMismatchError("; ".join(parts))
 
+    non_finite = [k for k, v in ckpt.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        raise CorruptCheckpointError(
+            f"checkpoint {source} holds NaN or inf values in tensors {_listing(non_finite)}; a model with them "
+            "embeds every image as NaN. It was saved from a diverged run or damaged: use an earlier checkpoint "
+            "(e.g. the run's best) or retrain with a lower lr"
+        )
     result = model.load_state_dict(ckpt, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys  # checked above with a better message
     initialised = [k for k in own if k not in ckpt]
