@@ -27,6 +27,7 @@ from fnc.cli._common import (
     reported,
     resolve_device,
 )
+from fnc.cli._model_args import add_model_args, model_args_of
 from fnc.engine.checkpoint import BEST, LAST, checkpoint_pending, read_checkpoint
 from fnc.engine.config import TrainConfig
 from fnc.engine.trainer import Trainer
@@ -82,6 +83,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "  torchrun --nproc_per_node 4 -m fnc.cli train ... --sync-bn",
     )
     p.add_argument("--model", required=True, help="architecture, e.g. fnc_se_resnext101 (see fnc-reid list)")
+    add_model_args(p)
     add_data_args(p)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the checkpoints")
     p.add_argument("--resume", action="store_true", help=f"continue from OUTPUT/{LAST} (starts afresh if there is none yet)")
@@ -98,6 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Set the run up (user mistakes exit 2), then train; prints the best metrics as one JSON line."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**overrides)
+    model_args = model_args_of(args, args.model)
     out = Path(args.output)
     last = out / LAST
     data = read_data(args)
@@ -112,7 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{last} holds a {saved} run, not {arch}; pass --model {saved}")
     torch.manual_seed(config.seed)
     # A resumed run's weights come from the checkpoint, so nothing is downloaded.
-    model = create_model(args.model, pretrained=args.pretrained and not resuming, num_classes=data.num_train_pids)
+    model = create_model(args.model, pretrained=args.pretrained and not resuming, num_classes=data.num_train_pids, **model_args)
     trainer = Trainer(model, data, out, config)
     with job():
         result = trainer.fit(resume=args.resume)
@@ -137,6 +140,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     which.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder (e.g. runs/veri/best) or .safetensors file")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                    help="with --model: load its pretrained weights (--no-pretrained: random init with --seed)")
+    add_model_args(p)
     add_data_args(p)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="image size; default the model's (a checkpoint records the size it was trained at)")
@@ -157,16 +161,17 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 @reported("eval")
 def run_eval(args: argparse.Namespace) -> int:
     """Score the model; prints a table (percent) and with ``--json`` one line of fractions."""
+    if args.checkpoint is not None and not Path(args.checkpoint).exists():
+        raise UsageError(f"checkpoint {args.checkpoint} does not exist")
+    model_args = model_args_of(args, args.model, args.checkpoint)
     data = read_data(args)
     if not data.query or not data.gallery:
         raise UsageError(f"{args.data} has no query/gallery split; for cityflow/csv pass --label-file or --holdout-ids")
     if args.checkpoint is not None:
-        if not Path(args.checkpoint).exists():
-            raise UsageError(f"checkpoint {args.checkpoint} does not exist")
-        model = create_model(checkpoint_path=args.checkpoint)
+        model = create_model(checkpoint_path=args.checkpoint, **model_args)
     else:
         torch.manual_seed(args.seed)
-        model = create_model(args.model, pretrained=args.pretrained)
+        model = create_model(args.model, pretrained=args.pretrained, **model_args)
     device = torch.device(resolve_device(args.device))
     model = model.to(device).eval()
     with job():
