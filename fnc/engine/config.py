@@ -94,6 +94,20 @@ class TrainConfig:
             "batch-hard triplet margin (BoT's 0.3; the paper gives none); ``None`` = soft margin."
         )},
     )
+    center_weight: float = field(
+        default=0.0,
+        metadata={"help": (
+            "weight of BoT's center loss on each branch's pre-BN feature (BoT: 5e-4); 0 = off, as the "
+            "paper settles (Sec. 4.2: it tried center loss and dropped it)."
+        )},
+    )
+    center_lr: float = field(
+        default=0.5,
+        metadata={"help": (
+            "learning rate of the centres' own SGD (BoT: 0.5; no warm-up or decay); their gradient is "
+            "divided by ``center_weight`` first, so the weight scales only what the network sees."
+        )},
+    )
     label_smoothing: float = field(default=0.1, metadata={"help": "eps of the ID loss (paper: 0.1)."})
     flip_p: float = field(default=0.5, metadata={"help": "horizontal flip probability (paper: 0.5)."})
     padding: int = field(
