@@ -56,7 +56,7 @@ _METAVARS = {"input_size": ("H", "W"), "betas": ("B1", "B2")}
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, ``--batch-size`` for ``batch_size``, help from its metadata."""
-    group = parser.add_argument_group("training recipe (defaults: the paper's)")
+    group = parser.add_argument_group("training recipe (defaults: the paper's, BoT's where it is silent: docs/design.md)")
     for f in dataclasses.fields(TrainConfig):
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help", "").replace("%", "%%")}
         if f.name in _FIELD_TYPES:

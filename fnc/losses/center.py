@@ -5,7 +5,7 @@ BoT (Luo et al., CVPR Workshops 2019) adds ``center_weight * L_center`` (weight 
 ID and triplet losses, on the same pre-BN feature as the triplet loss, and trains the centres
 with their own SGD at learning rate 0.5 after dividing their gradient by ``center_weight``, so
 that the weight scales the loss seen by the network but not the centres' update. The FNC paper
-tried center loss and dropped it (Sec. 4.2).
+tried center loss and dropped it (Sec. 4.3); see docs/design.md.
 """
 
 from __future__ import annotations
