@@ -216,7 +216,7 @@ def test_fused_equals_reference_on_summed_matrices(weights):
 def test_single_model_weight_and_float64_input():
     q, g = _clustered(6, 40, 8, seed=6)
     ref = reference_re_ranking()(*_blocks(q, g), 10, 4, 0.3)
-    out = rerank(q.astype(np.float64), g.astype(np.float64), k1=10, k2=4, weights=[3.0])
+    out = rerank(q.astype(np.float64), g.astype(np.float64), k1=10, k2=4, lambda_value=0.3, weights=[3.0])
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
@@ -230,7 +230,7 @@ def test_torch_in_torch_out():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     q, g = _clustered(10, 80, 16, seed=8)
-    out = rerank(torch.from_numpy(q).cuda(), torch.from_numpy(g).cuda(), k1=20, k2=6)
+    out = rerank(torch.from_numpy(q).cuda(), torch.from_numpy(g).cuda(), k1=20, k2=6, lambda_value=0.3)
     assert out.is_cuda
     ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
     np.testing.assert_allclose(out.cpu().numpy(), ref, atol=ATOL, rtol=0)

@@ -159,6 +159,7 @@ class Trainer:
         self.optimizer = self.build_optimizer(self.model)
         self.scheduler = self.build_scheduler(self.optimizer)
         self.criterion = self.build_criterion()
+        self._broadcast_criterion()
         self.center_optimizer = self.build_center_optimizer(self.criterion)
         self.amp = (self.device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
         bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
@@ -516,6 +517,12 @@ class Trainer:
         return push_checkpoint(self.output_dir / which, repo_id, **kwargs)
 
     # ------------------------------------------------------------------ internals
+    def _broadcast_criterion(self) -> None:
+        # The criterion is not inside DDP, so its parameters (the centres) start as rank 0's here.
+        if self.dist.distributed:
+            for p in self.criterion.parameters():
+                dist.broadcast(p.data, 0)
+
     def _step_centers(self) -> None:
         """BoT's centre update: the unscaled gradient divided by ``center_weight``, then SGD."""
         opt = self.center_optimizer
