@@ -131,3 +131,27 @@ def write_csv(root: Path, n_train: int = 2, n_test: int = 3, size: int = SIZE) -
 
 
 WRITERS = {"veri": write_veri, "market": write_market, "csv": write_csv}
+
+
+def write_vehicleid(root: Path, n_train: int = 2, n_test: int = 3, size: int = SIZE, test_size: int = 800) -> str:
+    """PKU VehicleID layout (``image/<imgid>.jpg``, ``train_test_split/train_list.txt`` and
+    ``test_list_<test_size>.txt``, lines ``imgid vid``); returns ``"vehicleid:ROOT"``.
+
+    Each identity has ``n_train`` (train) or ``n_test`` (test) images per camera; VehicleID records
+    no camera, so the cameras only vary the pictures.
+    """
+    (root / "image").mkdir(parents=True, exist_ok=True)
+    (root / "train_test_split").mkdir(exist_ok=True)
+    imgid = 0
+    lists: dict[str, list[str]] = {"train_list.txt": [], f"test_list_{test_size}.txt": []}
+    for listing, pids, n in (("train_list.txt", TRAIN_IDS, n_train), (f"test_list_{test_size}.txt", TEST_IDS, n_test)):
+        for pid in pids:
+            for cam in CAMERAS:
+                for k in range(n):
+                    imgid += 1
+                    toy_image(pid, cam, k, size).save(root / "image" / f"{imgid:07d}.jpg", quality=95)
+                    lists[listing].append(f"{imgid:07d} {pid}\n")
+    for name, lines in lists.items():
+        (root / "train_test_split" / name).write_text("".join(lines))
+    return f"vehicleid:{root}"
+

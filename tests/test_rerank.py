@@ -74,7 +74,7 @@ def test_rerank_features_match_reference(nq, ng, d, k1, k2, lam, chunk_size):
 def test_rerank_one_row_per_chunk():
     q, g = _clustered(4, 30, 8, seed=12)
     ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
-    np.testing.assert_allclose(rerank(q, g, chunk_size=1), ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=1), ref, atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 50])
@@ -209,14 +209,14 @@ def test_fused_equals_reference_on_summed_matrices(weights):
     summed = [w[0] * a + w[1] * b for a, b in zip(_blocks(q1, g1), _blocks(q2, g2))]
     ref = reference_re_ranking()(*summed, 20, 6, 0.3)
     for chunk_size in (9, None):
-        out = rerank([q1, q2], [g1, g2], weights=weights, chunk_size=chunk_size)
+        out = rerank([q1, q2], [g1, g2], weights=weights, k1=20, k2=6, lambda_value=0.3, chunk_size=chunk_size)
         np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
 def test_single_model_weight_and_float64_input():
     q, g = _clustered(6, 40, 8, seed=6)
     ref = reference_re_ranking()(*_blocks(q, g), 10, 4, 0.3)
-    out = rerank(q.astype(np.float64), g.astype(np.float64), k1=10, k2=4, weights=[3.0])
+    out = rerank(q.astype(np.float64), g.astype(np.float64), k1=10, k2=4, lambda_value=0.3, weights=[3.0])
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
@@ -230,7 +230,7 @@ def test_torch_in_torch_out():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     q, g = _clustered(10, 80, 16, seed=8)
-    out = rerank(torch.from_numpy(q).cuda(), torch.from_numpy(g).cuda(), k1=20, k2=6)
+    out = rerank(torch.from_numpy(q).cuda(), torch.from_numpy(g).cuda(), k1=20, k2=6, lambda_value=0.3)
     assert out.is_cuda
     ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
     np.testing.assert_allclose(out.cpu().numpy(), ref, atol=ATOL, rtol=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import inspect
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import torch
 
 from fnc.data.dataset import CorruptImageError
 from fnc.data.records import ReIDDataset
-from fnc.data.registry import read_dataset
+from fnc.data.registry import FORMATS, read_dataset
 from fnc.engine.checkpoint import CheckpointError
 from fnc.models import CheckpointMismatchError, CorruptCheckpointError, PretrainedNotFoundError, UnsafeCheckpointError
 
@@ -36,6 +37,7 @@ __all__ = [
     "job",
     "one_line",
     "read_data",
+    "reader_options",
     "reported",
     "resolve_device",
 ]
@@ -139,11 +141,45 @@ def add_command(subparsers: Any, name: str, help: str, description: str, epilog:
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data FORMAT:PATH`` and the reader options that some formats take."""
     parser.add_argument("--data", required=True, metavar="FORMAT:PATH",
-                        help="dataset: cityflow:ROOT, veri:ROOT, market:ROOT or csv:FILE.csv")
+                        help="dataset: cityflow:ROOT, veri:ROOT, market:ROOT, vehicleid:ROOT, veriwild:ROOT or csv:FILE.csv")
     parser.add_argument("--holdout-ids", type=int, default=0, metavar="N",
                         help="cityflow / csv without labelled query/gallery: hold N training identities out for evaluation")
     parser.add_argument("--label-file", default=None, metavar="CSV",
                         help="cityflow: labels of image_query / image_test (path,id,camera)")
+    parser.add_argument("--test-size", type=int, default=None, metavar="N",
+                        help="vehicleid: 800, 1600 or 2400 test identities (default 800); "
+                             "veriwild: 3000, 5000 or 10000 (default 3000)")
+
+
+#: The reader keyword of each option :func:`add_data_args` offers -> (its flag, its "not given" value).
+_READER_OPTIONS: dict[str, tuple[str, Any]] = {
+    "holdout_ids": ("--holdout-ids", 0),
+    "label_file": ("--label-file", None),
+    "test_size": ("--test-size", None),
+}
+
+
+def reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The reader keywords given on the command line, checked against the format's reader signature.
+
+    Raises:
+        UsageError: an option the dataset's format does not take (the formats that do are named).
+
+    >>> reader_options(argparse.Namespace(data="vehicleid:/d", holdout_ids=0, label_file=None, test_size=1600))
+    {'test_size': 1600}
+    """
+    fmt = args.data.partition(":")[0].strip().lower()
+    kwargs: dict[str, Any] = {}
+    for key, (flag, unset) in _READER_OPTIONS.items():
+        value = getattr(args, key, unset)
+        if value == unset:
+            continue
+        takes = sorted(name for name, reader in FORMATS.items() if key in inspect.signature(reader).parameters)
+        # An unknown format is read_dataset's error (it lists the formats).
+        if fmt in FORMATS and fmt not in takes:
+            raise UsageError(f"{flag} applies to {', '.join(takes)} data, not {fmt!r}")
+        kwargs[key] = value
+    return kwargs
 
 
 def read_data(args: argparse.Namespace) -> ReIDDataset:
@@ -152,17 +188,7 @@ def read_data(args: argparse.Namespace) -> ReIDDataset:
     Raises:
         UsageError: an option the dataset's format does not take.
     """
-    kwargs: dict[str, Any] = {}
-    fmt = args.data.partition(":")[0].strip().lower()
-    if args.holdout_ids:
-        if fmt not in ("cityflow", "csv"):
-            raise UsageError(f"--holdout-ids applies to cityflow and csv data, not {fmt!r}")
-        kwargs["holdout_ids"] = args.holdout_ids
-    if args.label_file:
-        if fmt != "cityflow":
-            raise UsageError(f"--label-file applies to cityflow data, not {fmt!r}")
-        kwargs["label_file"] = args.label_file
-    return read_dataset(args.data, **kwargs)
+    return read_dataset(args.data, **reader_options(args))
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:

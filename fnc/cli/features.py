@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, one_line, reported, resolve_device
+from fnc.cli._model_args import add_model_args, model_args_of
 from fnc.engine.outputs import check_line_safe, check_output_files
 from fnc.inference.extraction import extract
 from fnc.inference.images import list_images
@@ -36,6 +37,7 @@ def add_extract_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or folders")
     p.add_argument("-o", "--output", required=True, metavar="FEATS.npy", help="where to write the features")
     p.add_argument("--checkpoint", metavar="DIR", help="a save_pretrained folder or .safetensors file")
+    add_model_args(p)
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random weights (nothing downloaded); for trying things out")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="override the model's input size")
@@ -79,7 +81,8 @@ def run_extract(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not os.path.exists(args.checkpoint):
         raise UsageError(f"--checkpoint {args.checkpoint} does not exist")
     # A checkpoint or hf-hub: repo brings its own weights; pretrained= only picks the tag's.
-    model = create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint)
+    model_args = model_args_of(args, args.model, args.checkpoint)
+    model = create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **model_args)
     device = resolve_device(args.device)
     model = model.to(device).eval()
     feats = extract(model, paths, batch_size=args.batch_size, num_workers=args.num_workers, device=device,

@@ -18,7 +18,15 @@ import sys
 from typing import Any
 
 from fnc.cli._common import EXIT_FAILED, EXIT_OK, add_command, reported
-from fnc.models import create_model, get_pretrained_cfg, list_models, list_pretrained_tags, split_model_name_tag
+from fnc.cli._model_args import add_model_args, model_args_of
+from fnc.models import (
+    create_model,
+    get_pretrained_cfg,
+    list_models,
+    list_pretrained_tags,
+    model_arguments,
+    split_model_name_tag,
+)
 
 __all__ = ["add_info_parser", "add_list_parser", "model_info", "register", "run_info", "run_list"]
 
@@ -59,19 +67,25 @@ def add_info_parser(subparsers: Any) -> argparse.ArgumentParser:
                       "examples:\n  fnc-reid info fnc_se_resnext101\n  fnc-reid info bfe_resnet50.in1k --json")
     p.add_argument("model", metavar="MODEL", help="arch or arch.tag, e.g. fnc_se_resnext101")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    add_model_args(p)
     p.set_defaults(func=run_info)
     return p
 
 
-def model_info(name: str) -> dict[str, Any]:
+def model_info(name: str, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``fnc-reid info`` reports about a registered model, as a JSON-able dict.
+
+    Args:
+        name: ``arch`` or ``arch.tag``.
+        model_args: constructor arguments the model is built with (``--model-arg``).
 
     >>> model_info("fnc_resnet50")["embed_dim"]
     1536
     """
     arch, _ = split_model_name_tag(name)
     cfg = get_pretrained_cfg(name)  # an unknown name raises, listing the close ones
-    model = create_model(name, pretrained=False)
+    model_args = dict(model_args or {})
+    model = create_model(name, pretrained=False, **model_args)
     tags = []
     for tag in list_pretrained_tags(arch):
         tcfg = get_pretrained_cfg(f"{arch}.{tag}")
@@ -82,6 +96,8 @@ def model_info(name: str) -> dict[str, Any]:
         "architecture": arch,
         "class": type(model).__name__,
         "params": sum(p.numel() for p in model.parameters()),
+        "model_args": {k: list(v) if isinstance(v, tuple) else v for k, v in model_args.items()},
+        "arguments": _arguments(name),
         "embed_dim": int(model.embed_dim),
         "input_size": list(cfg.input_size),
         "mean": list(cfg.mean),
@@ -95,10 +111,19 @@ def model_info(name: str) -> dict[str, Any]:
     }
 
 
+def _arguments(name: str) -> dict[str, str]:
+    """The ``--model-arg`` keys of ``name`` and their types (the entry point may preset some defaults)."""
+    return {
+        key: param.annotation.__name__ if isinstance(param.annotation, type) else str(param.annotation)
+        for key, param in model_arguments(name).items()
+        if key != "num_classes"
+    }
+
+
 @reported("info")
 def run_info(args: argparse.Namespace) -> int:
     """Print :func:`model_info` as text or JSON."""
-    info = model_info(args.model)
+    info = model_info(args.model, model_args_of(args, args.model))
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -112,6 +137,8 @@ def run_info(args: argparse.Namespace) -> int:
         f"  mean / std     {tuple(info['mean'])} / {tuple(info['std'])}",
         f"  paper          {info['paper']}",
     ]
+    if info["model_args"]:
+        lines.append("  model args     " + ", ".join(f"{k}={v}" for k, v in info["model_args"].items()))
     if info["pretrained_tags"]:
         lines.append("  pretrained")
         for t in info["pretrained_tags"]:

@@ -14,7 +14,7 @@ __all__ = ["PKSampler"]
 
 
 class PKSampler(Sampler[Any]):
-    """Yields dataset indices (or ``(index, seed)`` pairs, ``seeded=True``) in batches of P identities x K images each (SPEC: 16 x 4 = 64).
+    """Yields dataset indices (or ``(index, seed)`` pairs, ``seeded=True``) in batches of P identities x K images each (BoT's 16 x 4 = 64 by default, docs/design.md).
 
     Each epoch, every identity's images are shuffled and cut into chunks of K; identities with
     fewer than K images are sampled with replacement up to K, and up to K-1 leftover images of an

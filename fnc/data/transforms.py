@@ -26,7 +26,7 @@ def build_transforms(
 ) -> v2.Compose:
     """Image transform from a PIL RGB image to a normalised float tensor.
 
-    Training (SPEC, as BoT): resize -> horizontal flip (``flip_p``) -> pad ``padding`` pixels
+    Training (BoT's; the paper names only random erasing, docs/design.md): resize -> horizontal flip (``flip_p``) -> pad ``padding`` pixels
     with zeros + random crop back to ``input_size`` -> to float in [0, 1] -> normalise -> random
     erasing (``erase_p``). Erasing runs after normalisation and fills with 0, i.e. the mean
     colour, with torchvision's default area (0.02-0.33) and aspect ratio (0.3-3.3) ranges.

@@ -1,4 +1,4 @@
-"""The training recipe: :class:`TrainConfig`, whose defaults are the paper's (FNC Sec. 3.4, 4.2)."""
+"""The training recipe: :class:`TrainConfig`: the paper's values (Sec. 3.4, 4.2), BoT's where it is silent (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ __all__ = ["TrainConfig"]
 
 @dataclass
 class TrainConfig:
-    """The training recipe. Defaults are the paper's, BoT's where the paper is silent.
+    """The training recipe. Defaults are the paper's, BoT's where the paper is silent (see docs/design.md).
 
     Each field's ``metadata["help"]`` describes it; ``fnc-reid train`` turns every field into a
     flag (``batch_size`` -> ``--batch-size``) with that text as its help.
@@ -21,19 +21,19 @@ class TrainConfig:
         60
     """
 
-    epochs: int = field(default=120, metadata={"help": "epochs to train (paper: 120)."})
+    epochs: int = field(default=120, metadata={"help": "epochs to train (120, BoT's: the paper gives the 40 / 70 milestones but no total; docs/design.md)."})
     batch_size: int = field(
         default=64,
         metadata={"help": (
-            "global P x K batch (paper: 64 = 16 identities x 4 images)."
+            "global P x K batch (paper: 64, Sec. 4.2; split as BoT's 16 identities x 4 images, docs/design.md)."
         )},
     )
-    num_instances: int = field(default=4, metadata={"help": "K, images per identity in a batch (paper: 4)."})
+    num_instances: int = field(default=4, metadata={"help": "K, images per identity in a batch (4, BoT's; the paper gives no K)."})
     input_size: tuple[int, int] | None = field(
         default=None,
         metadata={"help": (
             "(H, W) of training and evaluation images; ``None`` = the model's ``pretrained_cfg`` (288 "
-            "x 384, the paper's)."
+            "x 384: Sec. 4.2's \"288*384\" read as H x W, see docs/design.md)."
         )},
     )
     lr: float = field(default=3.5e-4, metadata={"help": "peak learning rate of Ranger (paper: 3.5e-4)."})
@@ -94,8 +94,22 @@ class TrainConfig:
             "batch-hard triplet margin (BoT's 0.3; the paper gives none); ``None`` = soft margin."
         )},
     )
+    center_weight: float = field(
+        default=0.0,
+        metadata={"help": (
+            "weight of BoT's center loss on each branch's pre-BN feature (BoT: 5e-4); 0 = off, as the "
+            "paper settles (Sec. 4.3: center loss degraded its results)."
+        )},
+    )
+    center_lr: float = field(
+        default=0.5,
+        metadata={"help": (
+            "learning rate of the centres' own SGD (BoT: 0.5; no warm-up or decay); their gradient is "
+            "divided by ``center_weight`` first, so the weight scales only what the network sees."
+        )},
+    )
     label_smoothing: float = field(default=0.1, metadata={"help": "eps of the ID loss (paper: 0.1)."})
-    flip_p: float = field(default=0.5, metadata={"help": "horizontal flip probability (paper: 0.5)."})
+    flip_p: float = field(default=0.5, metadata={"help": "horizontal flip probability (0.5, BoT's; the paper names only erasing and smoothing)."})
     padding: int = field(
         default=10,
         metadata={"help": (

@@ -56,6 +56,7 @@ from fnc.engine.progress import EpochProgress
 from fnc.engine.publish import push_checkpoint
 from fnc.evaluation.model import evaluate_model, infer_protocol
 from fnc.inference.preprocess import resolve_data_config
+from fnc.losses.center import BranchCenterLoss, WithCenterLoss
 from fnc.losses.reid import ReIDLoss
 from fnc.optim.ranger import Ranger
 from fnc.optim.scheduler import build_scheduler as warmup_multistep
@@ -176,6 +177,8 @@ class Trainer:
         self.optimizer = self.build_optimizer(self.model)
         self.scheduler = self.build_scheduler(self.optimizer)
         self.criterion = self.build_criterion()
+        self._broadcast_criterion()
+        self.center_optimizer = self.build_center_optimizer(self.criterion)
         self.amp = (self.device.type == "cuda") if cfg.amp is None else bool(cfg.amp)
         bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
@@ -284,7 +287,41 @@ class Trainer:
             :class:`~fnc.losses.ReIDLoss`.
         """
         cfg = self.config
-        return ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
+        criterion = ReIDLoss(cfg.id_weight, cfg.triplet_weight, cfg.margin, cfg.label_smoothing)
+        if cfg.center_weight > 0:
+            criterion = WithCenterLoss(criterion, self.build_center_loss(), cfg.center_weight)
+        return criterion.to(self.device)
+
+    def build_center_loss(self) -> BranchCenterLoss:
+        """BoT's center loss, one :class:`~fnc.losses.CenterLoss` per branch sized from its BNNeck.
+
+        Only built when ``center_weight > 0``; its centres train with :meth:`build_center_optimizer`.
+
+        Raises:
+            ValueError: the model has no BNNeck branches to read the feature widths from.
+        """
+        necks = self.model.bnnecks() if hasattr(self.model, "bnnecks") else []
+        if not necks:
+            raise ValueError(
+                f"center_weight={self.config.center_weight} needs a fnc-reid model whose branches end in a "
+                "BNNeck (their widths size the centres); pass center_weight=0 or override build_center_loss"
+            )
+        # bnnecks() lists the branches in module order, which is each model's output order.
+        return BranchCenterLoss(self.data.num_train_pids, [neck.in_features for neck in necks])
+
+    def build_center_optimizer(self, criterion: nn.Module) -> torch.optim.Optimizer | None:
+        """SGD over the criterion's own parameters (the centres) at ``center_lr``, as BoT trains them.
+
+        Separate from the network's Ranger, with no warm-up or schedule. Returns ``None`` when the
+        criterion has no parameters (``center_weight == 0``).
+
+        Args:
+            criterion: what :meth:`build_criterion` returned.
+        """
+        params = [p for p in criterion.parameters() if p.requires_grad]
+        if not params:
+            return None
+        return torch.optim.SGD(params, lr=self.config.center_lr)
 
     # ------------------------------------------------------------------ public API
     def fit(self, resume: bool | str | Path = False) -> dict[str, float]:
@@ -378,6 +415,8 @@ class Trainer:
         stats: dict[str, float] = {"loss": total / max(count, 1)}
         stats.update({f"loss_{k}": v / max(count, 1) for k, v in terms.items()})
         stats.update(lr=lr, images_per_s=progress.images / max(elapsed, 1e-9), epoch_time_s=elapsed, steps=count)
+        if self.center_optimizer is not None:
+            stats["center"] = terms.get("center", 0.0) / max(count, 1)
         if self._is_main():
             shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in stats.items() if k.startswith("loss_"))
             logger.info(
@@ -407,8 +446,12 @@ class Trainer:
                 f"loss is {loss.item()} at step {self.global_step}; lower lr or check the data (amp={self.amp})"
             )
         self.optimizer.zero_grad(set_to_none=True)
+        if self.center_optimizer is not None:
+            self.center_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
+        if self.center_optimizer is not None:
+            self._step_centers()
         self.scaler.update()
         self.global_step += 1
         return loss.item(), {k: v.item() for k, v in parts.items()}
@@ -462,6 +505,9 @@ class Trainer:
         }
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
+        if self.center_optimizer is not None:
+            state["criterion"] = self.criterion.state_dict()
+            state["center_optimizer"] = self.center_optimizer.state_dict()
         return state
 
     def load_checkpoint(self, folder: str | Path) -> None:
@@ -480,6 +526,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         if "scaler" in state and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
+        self._load_center_state(state, folder)
         rng_states = state["rng"]
         if len(rng_states) == self.dist.world_size:
             set_rng_state(rng_states[self.dist.rank])
@@ -514,6 +561,35 @@ class Trainer:
         return push_checkpoint(self.output_dir / which, repo_id, **kwargs)
 
     # ------------------------------------------------------------------ internals
+    def _broadcast_criterion(self) -> None:
+        # The criterion is not inside DDP, so its parameters (the centres) start as rank 0's here.
+        if self.dist.distributed:
+            for p in self.criterion.parameters():
+                dist.broadcast(p.data, 0)
+
+    def _step_centers(self) -> None:
+        """BoT's centre update: the unscaled gradient divided by ``center_weight``, then SGD."""
+        opt = self.center_optimizer
+        self.scaler.unscale_(opt)
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if self.dist.distributed:
+            # Every rank sees the gathered batch, so this only guards against drift between them.
+            for g in grads:
+                dist.all_reduce(g)
+                g.div_(self.dist.world_size)
+        for g in grads:
+            g.mul_(1.0 / self.config.center_weight)
+        self.scaler.step(opt)
+
+    def _load_center_state(self, state: dict[str, Any], folder: Path) -> None:
+        if self.center_optimizer is None:
+            return
+        if "criterion" not in state:
+            logger.warning("%s has no center-loss state (written with center_weight=0): the centres start afresh", folder)
+            return
+        self.criterion.load_state_dict({k: v.to(self.device) for k, v in state["criterion"].items()})
+        self.center_optimizer.load_state_dict(state["center_optimizer"])
+
     def _is_main(self) -> bool:
         return self.dist.is_main
 

@@ -7,7 +7,7 @@ evaluation of a model on a dataset's query and gallery.
 >>> from fnc.evaluation import evaluate, evaluate_model  # doctest: +SKIP
 """
 
-from fnc.evaluation.model import evaluate_model, infer_protocol, metrics_dict
+from fnc.evaluation.model import evaluate_model, evaluate_trials, infer_protocol, metrics_dict
 from fnc.evaluation.rank import EvalResult, evaluate
 
-__all__ = ["EvalResult", "evaluate", "evaluate_model", "infer_protocol", "metrics_dict"]
+__all__ = ["EvalResult", "evaluate", "evaluate_model", "evaluate_trials", "infer_protocol", "metrics_dict"]

@@ -88,7 +88,7 @@ def triplet_loss(
     the batch size and lambda = 2 in Eq. 7 keeps the meaning it has in BoT-based code.
 
     Args:
-        feat: embeddings, before BNNeck's batch norm (SPEC: triplet on pre-BN features).
+        feat: embeddings, before BNNeck's batch norm (the BNNeck split, paper Sec. 2 and 3.1).
         pids: identity labels.
         margin: the hinge margin alpha (0.3, BoT's value; the paper gives none). ``None`` selects
             the soft-margin variant ``softplus(d_ap - d_an)`` of Hermans et al.

@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,9 @@ from ._loader import (
 from ._manifest import has_manifest, verify_manifest
 from ._pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedCfg, cfg_from_config
 from ._pth import is_pth, pth_file_weights, url_weights
-from ._registry import get_pretrained_cfg, is_model, list_pretrained_tags, split_model_name_tag
+from ._registry import get_pretrained_cfg, is_model, list_pretrained_tags, model_entrypoint, split_model_name_tag
 
-__all__ = ["WeightSource", "build_model_with_cfg", "load_pretrained", "resolve_source"]
+__all__ = ["WeightSource", "build_model_with_cfg", "load_pretrained", "model_arguments", "resolve_source"]
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,52 @@ def load_pretrained(
     load_cfg_weights(model, path, cfg, source)
 
 
+def constructor_arguments(model_cls: type) -> dict[str, inspect.Parameter]:
+    """The parameters of ``model_cls.__init__`` (without ``self``), annotations resolved to types.
+
+    Example:
+        >>> from fnc.models import FNC
+        >>> constructor_arguments(FNC)["separate"].annotation
+        <class 'bool'>
+    """
+    signature = inspect.signature(model_cls.__init__)
+    hints = typing.get_type_hints(model_cls.__init__)
+    return {
+        name: param.replace(annotation=hints.get(name, param.annotation))
+        for name, param in signature.parameters.items()
+        if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    }
+
+
+def model_arguments(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor arguments a registered architecture accepts as ``create_model(name, **kwargs)``.
+
+    The class is the entry point's return annotation (every entry point builds one class through
+    :func:`build_model_with_cfg`); nothing is built.
+
+    Args:
+        name: ``arch`` or ``arch.tag``.
+
+    Returns:
+        Parameter name -> :class:`inspect.Parameter` with the annotation resolved to a type and
+        the class default (an entry point may preset some, e.g. ``backbone``).
+
+    Raises:
+        ValueError: an unknown architecture (close names listed).
+
+    Example:
+        >>> model_arguments("fnc_resnet50")["fuse"].default
+        'multiply'
+    """
+    entry = model_entrypoint(name)
+    model_cls = typing.get_type_hints(entry).get("return")
+    if not isinstance(model_cls, type):
+        raise TypeError(f"entry point {entry.__name__} must annotate the model class it returns")
+    return constructor_arguments(model_cls)
+
+
 def _check_kwargs(model_cls: type, variant: str, kwargs: dict[str, Any]) -> None:
-    accepted = [p for p in inspect.signature(model_cls.__init__).parameters if p != "self"]
+    accepted = list(constructor_arguments(model_cls))
     for key in kwargs:
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1)

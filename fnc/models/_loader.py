@@ -52,7 +52,7 @@ _logger = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle", ".tar")
 _MAX_LISTED = 10
 # ``backbone.<timm key>`` or ``<branch>.layerN.<...>`` (a branch's own copy of timm's stage N):
-# the naming SPEC fixes for backbone tensors, so a timm checkpoint maps by prefix alone.
+# the naming fnc-reid keeps for backbone tensors (timm's), so a timm checkpoint maps by prefix alone.
 _BACKBONE_KEY = re.compile(r"^(?:backbone\.(?P<trunk>.+)|[^.]+\.(?P<stage>layer[1-4]\..+))$")
 
 

@@ -93,6 +93,24 @@ class SAB(nn.Module):
         self.p = nn.Conv2d(in_channels, inter, 1)
         self.t = nn.Conv2d(inter, in_channels, 1)
 
+    def zero_init_residual(self) -> None:
+        """With ``fuse="add"``, zero ``T`` so the block starts as the identity, ``x + 0``.
+
+        A Non-local block's residual starts at zero (Wang et al. 2018 zero their last BN); SAB's
+        residual ends in ``T``, so ``T`` is zeroed. A no-op for ``"multiply"``, whose gate
+        ``sigmoid(0) = 0.5`` could not start as the identity anyway. See docs/design.md.
+
+        Example:
+            >>> sab = SAB(8, fuse="add")
+            >>> sab.zero_init_residual()
+            >>> x = torch.randn(1, 8, 3, 2)
+            >>> torch.equal(sab(x), x)
+            True
+        """
+        if self.fuse == "add":
+            nn.init.zeros_(self.t.weight)
+            nn.init.zeros_(self.t.bias)
+
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # (B, C/r, H, W) -> (B, HW, C/r): one row per position.
         return tuple(f(x).flatten(2).transpose(1, 2) for f in (self.g, self.h, self.p))  # type: ignore[return-value]
@@ -161,6 +179,21 @@ class CAB(nn.Module):
         self.act2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(mid_channels, in_channels, 1)
         self.se = SEModule(in_channels, se_reduction)
+
+    def zero_init_residual(self) -> None:
+        """With ``fuse="add"``, zero the last conv so ``x_raw = 0``, ``SE(0) = 0`` and the block
+        starts as the identity (as :meth:`SAB.zero_init_residual`); a no-op for ``"multiply"``.
+
+        Example:
+            >>> cab = CAB(16, mid_channels=8, groups=2, se_reduction=4, fuse="add")
+            >>> cab.zero_init_residual()
+            >>> x = torch.randn(2, 16, 3, 2)
+            >>> torch.equal(cab(x), x)
+            True
+        """
+        if self.fuse == "add":
+            nn.init.zeros_(self.conv3.weight)
+            nn.init.zeros_(self.conv3.bias)
 
     def channel_mask(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, C, H, W) mask ``sigmoid(SE(x_raw))`` that multiplies ``x`` (``fuse="multiply"``)."""

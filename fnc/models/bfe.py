@@ -3,7 +3,7 @@
 Dai, Chen, Gu, Zhu, Tan, "Batch DropBlock Network for Person Re-identification and Beyond",
 ICCV 2019, https://arxiv.org/abs/1811.07130 (FNC paper ref. [3]; Table 4 fuses FNC with it).
 
-Layout (SPEC): backbone with last stride 1; a global branch (GAP -> Reduction 2048 -> 512 ->
+Layout (Dai et al.'s, widths as docs/design.md): backbone with last stride 1; a global branch (GAP -> Reduction 2048 -> 512 ->
 BNNeck) and an erasing branch (one extra bottleneck -> batch drop, 0.3 of the height and the
 full width, the same rectangle for the whole batch, training only -> global max pool ->
 Reduction 2048 -> 1024 -> BNNeck). The inference signature is [global, erasing], 1536-d.

@@ -3,7 +3,7 @@
 Liu, Xu, Hou, Zhao, Su, "Further Non-local and Channel Attention Networks for Vehicle
 Re-identification", CVPR Workshops (AI City Challenge) 2020, https://arxiv.org/abs/2004.12270.
 
-Layout (paper Fig. 1 and SPEC): a shared trunk (stem, layer1, layer2, layer3[0] = "conv4_1"),
+Layout (paper Sec. 3.1, Fig. 1; the split is the text's conv4_1, docs/design.md): a shared trunk (stem, layer1, layer2, layer3[0] = "conv4_1"),
 then two branches, each with its own copy of layer3[1:] and layer4: the spatial branch applies
 SAB, the channel branch CAB; each pools (GAP), reduces (2048 -> 1024 / 512) and ends in a
 BNNeck. The inference signature is [spatial, channel], 1536-d.
@@ -139,6 +139,8 @@ class FNC(ReIDModel):
         cab = CAB(channels, fuse=fuse)
         init_weights(sab)
         init_weights(cab)
+        sab.zero_init_residual()
+        cab.zero_init_residual()
         self.spatial = AttentionBranch(*stages[0], sab, channels, spatial_dim, num_classes)
         self.channel = AttentionBranch(*stages[1], cab, channels, channel_dim, num_classes)
 

@@ -180,9 +180,9 @@ def rerank(
     query: ArrayLike | Sequence[ArrayLike],
     gallery: ArrayLike | Sequence[ArrayLike],
     *,
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
+    k1: int = 75,
+    k2: int = 10,
+    lambda_value: float = 0.1,
     weights: Sequence[float] | None = None,
     chunk_size: int | None = None,
 ) -> ArrayLike:
@@ -206,7 +206,8 @@ def rerank(
     Args:
         query: query features, or a list of them (one per model).
         gallery: gallery features, or a list in the same model order.
-        k1: size of the k-reciprocal neighbourhood (paper: 75).
+        k1: size of the k-reciprocal neighbourhood; default the paper's 75 (Sec. 4.2), as every
+            fnc-reid entry point (:func:`re_ranking` keeps torchreid's 20 / 6 / 0.3).
         k2: size of the query expansion (paper: 10); ``k2 <= k1``.
         lambda_value: weight of the original distance (paper: 0.1).
         weights: one non-negative weight per model (default: all 1).
