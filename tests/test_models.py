@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import timm  # the oracle (test extra): missing, it fails rather than skips
 import torch
 import torch.nn.functional as F
 
@@ -101,8 +102,6 @@ def test_follows_input_device_and_dtype():
 
 
 # --- backbones against timm ------------------------------------------------------------------
-
-timm = pytest.importorskip("timm")
 
 
 def _random_timm(timm_name: str) -> torch.nn.Module:
