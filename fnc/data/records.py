@@ -136,6 +136,8 @@ def check_files_exist(paths: Iterable[str], source: str | Path) -> None:
 
 def require_dir(path: Path, what: str) -> Path:
     """Return ``path`` if it is a folder, else raise an error that says what was expected there."""
+    if path.is_file():
+        raise NotADirectoryError(f"{what}: {path} is a file, not a folder; pass the dataset's root folder")
     if not path.is_dir():
         raise FileNotFoundError(f"{what}: folder {path} does not exist")
     return path

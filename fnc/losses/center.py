@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fnc.losses._checks import check_batch
+
 __all__ = ["CenterLoss"]
 
 
@@ -46,6 +48,7 @@ class CenterLoss(nn.Module):
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
 
     def forward(self, feat: Tensor, pids: Tensor) -> Tensor:
+        check_batch(feat, pids, "feat")
         if feat.dim() != 2 or feat.shape[1] != self.feat_dim:
             raise ValueError(
                 f"expected features of shape (B, {self.feat_dim}), got {tuple(feat.shape)}; build "
