@@ -7,6 +7,7 @@ H x W, scale to [0, 1], normalise with its mean / std: :func:`fnc.inference.reso
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,24 +21,42 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from fnc.data.constants import IMAGE_EXTENSIONS
+from fnc.data.dataset import CorruptImageError
 from fnc.inference.images import ImageLike, as_rgb_image, list_images
-from fnc.inference.preprocess import _model_device_dtype, build_eval_transform
+from fnc.inference.preprocess import _model_device_dtype, build_eval_transform, resolve_data_config
 
 __all__ = ["extract"]
 
+logger = logging.getLogger(__name__)
+
 
 class _ImageListDataset(Dataset):
-    """Preprocessed images of a list of ImageLike items (loaded lazily, in workers if any)."""
+    """Preprocessed images of a list of ImageLike items (loaded lazily, in workers if any), each
+    with a flag that says whether it could be read (always True unless ``skip_corrupt``)."""
 
-    def __init__(self, items: Sequence[ImageLike], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, items: Sequence[ImageLike], transform: Callable[[Image.Image], torch.Tensor],
+                 hw: tuple[int, int], skip_corrupt: bool = False) -> None:
         self.items = items
         self.transform = transform
+        self.hw = hw
+        self.skip_corrupt = skip_corrupt
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(as_rgb_image(self.items[index]))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
+        item = self.items[index]
+        try:
+            return self.transform(as_rgb_image(item)), True
+        except CorruptImageError as e:
+            if not self.skip_corrupt:
+                # The reader's hint is the training one; here the option is extract's own.
+                raise CorruptImageError(
+                    f"cannot read image {os.fspath(item)}: {e.__cause__ or e}. Remove or replace the file, or "
+                    "pass skip_corrupt=True (fnc-reid extract --skip-corrupt) to give it a row of NaN"
+                ) from e.__cause__
+            logger.warning("skipped unreadable image %s (its row is NaN): %s", os.fspath(item), e.__cause__ or e)
+            return torch.zeros(3, *self.hw), False
 
 
 def _as_items(images: Any) -> list[ImageLike]:
@@ -78,6 +97,7 @@ def extract(
     normalize: bool = False,
     input_size: Sequence[int] | None = None,
     progress: bool = True,
+    skip_corrupt: bool = False,
 ) -> np.ndarray:
     """Embed images with a re-ID model: one row per image, in input order.
 
@@ -107,13 +127,18 @@ def extract(
         normalize: L2-normalise each row (cosine distance = 1 - dot product).
         input_size: (H, W) overriding the config's input size.
         progress: show a tqdm progress bar over batches.
+        skip_corrupt: an image file that cannot be decoded gets a row of NaN (logged as a
+            warning naming the file) instead of raising, so row i stays image i; drop those
+            rows with ``feats[~np.isnan(feats).any(1)]`` (``fnc-reid extract --skip-corrupt``
+            leaves them and their paths out of its files).
 
     Returns:
         (N, D) float32 array, row i the embedding of image i (``D = model.embed_dim``).
 
     Raises:
         FileNotFoundError: paths that do not exist (all checked before extraction starts).
-        fnc.data.CorruptImageError: an image file that cannot be decoded; names the file.
+        fnc.data.CorruptImageError: an image file that cannot be decoded (without
+            ``skip_corrupt``); names the file.
         ValueError, TypeError: inputs that are not images, or a tensor that is not (N, 3, H, W).
 
     >>> import fnc
@@ -133,10 +158,11 @@ def extract(
                 f"a tensor input must be a preprocessed (N, 3, H, W) float batch, got {images.dtype} "
                 f"{tuple(images.shape)}; pass PIL images or uint8 arrays to have them preprocessed"
             )
-        batches: Any = images.split(batch_size)
+        batches: Any = [(b, None) for b in images.split(batch_size)]
         total = len(batches)
     else:
-        dataset = _ImageListDataset(_as_items(images), build_eval_transform(model, input_size))
+        hw = resolve_data_config(model, input_size).hw
+        dataset = _ImageListDataset(_as_items(images), build_eval_transform(model, input_size), hw, skip_corrupt)
         batches = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -152,10 +178,12 @@ def extract(
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in tqdm(batches, total=total, desc="extract", unit="batch", disable=not progress):
+            for batch, readable in tqdm(batches, total=total, desc="extract", unit="batch", disable=not progress):
                 feats = model(batch.to(device=device, dtype=dtype, non_blocking=True)).float()
                 if normalize:
                     feats = F.normalize(feats, dim=1)
+                if readable is not None and not bool(readable.all()):
+                    feats[~readable.to(feats.device)] = float("nan")
                 chunks.append(feats.cpu().numpy())
     finally:
         model.train(was_training)
