@@ -18,6 +18,9 @@ from torch import Tensor
 
 ArrayLike = Union[np.ndarray, Tensor]
 
+#: The evaluation protocols :func:`evaluate` knows.
+PROTOCOLS = ("veri", "aic")
+
 # AI City Challenge track 2 scores the first 100 entries of each ranked list.
 _AIC_TOP = 100
 # Above this many gathered thresholds per matrix entry, _positions searches the whole matrix.
@@ -246,7 +249,7 @@ def evaluate(
         >>> round(r.mAP, 4), r.rank1
         (1.0, 1.0)
     """
-    if protocol not in ("veri", "aic"):
+    if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected 'veri' or 'aic'")
     if not isinstance(distmat, Tensor):
         distmat = np.asarray(distmat)
