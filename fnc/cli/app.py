@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from fnc.cli._common import Parser
 from fnc.cli.convert import register as register_convert
 from fnc.cli.demo import register as register_demo
 from fnc.cli.features import register as register_features
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["list", "fnc"]).command
     'list'
     """
-    parser = argparse.ArgumentParser(prog="fnc-reid", description="Vehicle re-identification: FNC, BFE and BoT models.")
+    parser = Parser(prog="fnc-reid", description="Vehicle re-identification: FNC, BFE and BoT models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _GROUPS:
         register(sub)

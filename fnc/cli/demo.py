@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, reported, resolve_device
+from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, check_output_dir, reported, resolve_device
 from fnc.demo.run import run_demo
 
 __all__ = ["add_demo_parser", "register", "run"]
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """Run :func:`fnc.demo.run_demo`, which reports its numbers and where its pictures are."""
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    check_output_dir(args.output, "--output")
     device = resolve_device(args.device)
     # The demo prints its own report; the reader's and trainer's INFO lines would repeat it.
     for name in ("fnc.data", "fnc.engine"):

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, one_line, reported, resolve_device
+from fnc.cli._common import (
+    EXIT_OK,
+    UsageError,
+    add_command,
+    add_device_arg,
+    check_model_name,
+    check_output_file,
+    check_rerank_options,
+    one_line,
+    reported,
+    require_at_least,
+    resolve_device,
+)
 from fnc.cli._model_args import add_model_args, model_args_of
 from fnc.engine.outputs import check_line_safe, check_output_files
 from fnc.inference.extraction import extract
 from fnc.inference.images import list_images
+from fnc.inference.preprocess import check_input_size
 from fnc.models import create_model
 from fnc.rerank.kreciprocal import rerank
 
@@ -45,6 +58,9 @@ def add_extract_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="image decoding processes (default 0)")
     add_device_arg(p)
     p.add_argument("--normalize", action="store_true", help="L2-normalise each row")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="leave out image files that cannot be decoded (named in a warning) instead of failing; "
+                        "they are missing from both the array and the row-order file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace FEATS.npy and its row-order .txt if they exist")
     p.set_defaults(func=run_extract)
@@ -69,11 +85,15 @@ def _expand_images(items: list[str]) -> list[str]:
 @reported("extract")
 def run_extract(args: argparse.Namespace) -> int:
     """Create the model, embed the images, save the array and the row order."""
-    out = Path(args.output)
-    if out.suffix != ".npy":
-        raise UsageError(f"-o must name a .npy file, got {args.output}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    # Every option is checked before the model is built or an image read.
+    out = check_output_file(args.output, "-o", ".npy")
+    if args.checkpoint is None:
+        check_model_name(args.model)
+    require_at_least(args.batch_size, "--batch-size", 1)
+    require_at_least(args.num_workers, "--num-workers", 0)
+    if args.input_size is not None:
+        check_input_size(args.input_size, "--input-size")
+    device = resolve_device(args.device)
     paths = _expand_images(args.images)
     rows = out.with_suffix(".txt")
     check_output_files([out, rows], overwrite=args.overwrite)
@@ -83,10 +103,19 @@ def run_extract(args: argparse.Namespace) -> int:
     # A checkpoint or hf-hub: repo brings its own weights; pretrained= only picks the tag's.
     model_args = model_args_of(args, args.model, args.checkpoint)
     model = create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **model_args)
-    device = resolve_device(args.device)
     model = model.to(device).eval()
     feats = extract(model, paths, batch_size=args.batch_size, num_workers=args.num_workers, device=device,
-                        normalize=args.normalize, input_size=args.input_size, progress=not args.quiet)
+                        normalize=args.normalize, input_size=args.input_size, progress=not args.quiet,
+                        skip_corrupt=args.skip_corrupt)
+    if args.skip_corrupt:
+        readable = ~np.isnan(feats).any(axis=1)
+        if not readable.all():
+            skipped = [p for p, ok in zip(paths, readable) if not ok]
+            print(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}"
+                  f"{' ...' if len(skipped) > 5 else ''}", file=sys.stderr)
+            feats, paths = feats[readable], [p for p, ok in zip(paths, readable) if ok]
+        if not len(paths):
+            raise UsageError("no image could be read; nothing to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, feats)
     rows.write_text("".join(p + "\n" for p in paths))
@@ -142,9 +171,17 @@ def _load_features(path: str, what: str) -> np.ndarray:
 @reported("rerank")
 def run_rerank(args: argparse.Namespace) -> int:
     """Load the features, re-rank (fusing models if asked), save the distances."""
-    if not args.output.endswith(".npy"):
-        raise UsageError(f"-o must name a .npy file, got {args.output}")
+    out = check_output_file(args.output, "-o", ".npy")
+    check_rerank_options(args.k1, args.k2, args.lambda_value)
     pairs = [(args.query, args.gallery)] + [tuple(f) for f in args.fuse]
+    if args.weights is not None:
+        if len(args.weights) != len(pairs):
+            raise UsageError(f"--weights needs one weight per model ({len(pairs)}: QUERY/GALLERY and each --fuse), "
+                             f"got {len(args.weights)}")
+        if not all(math.isfinite(w) and w >= 0 for w in args.weights):
+            raise UsageError(f"--weights must be finite and >= 0, got {' '.join(map(str, args.weights))}")
+        if not any(args.weights):
+            raise UsageError("--weights are all 0: at least one model must count")
     queries, galleries = [], []
     for m, (qp, gp) in enumerate(pairs):
         q, g = _load_features(qp, "query"), _load_features(gp, "gallery")
@@ -157,12 +194,6 @@ def run_rerank(args: argparse.Namespace) -> int:
             )
         queries.append(q)
         galleries.append(g)
-    if args.weights is not None and len(args.weights) != len(pairs):
-        raise UsageError(f"--weights needs one weight per model ({len(pairs)}), got {len(args.weights)}")
-    if args.k1 < 1 or args.k2 < 1 or args.k2 > args.k1:
-        raise UsageError(f"need 1 <= --k2 <= --k1, got k1={args.k1}, k2={args.k2}")
-    if not 0.0 <= args.lambda_value <= 1.0:
-        raise UsageError(f"--lambda must be in [0, 1], got {args.lambda_value}")
     n = len(queries[0]) + len(galleries[0])
     k1 = args.k1
     if k1 > n - 1 and n > 1:
@@ -171,7 +202,6 @@ def run_rerank(args: argparse.Namespace) -> int:
     k2 = min(args.k2, k1)
     dist = rerank(queries if len(pairs) > 1 else queries[0], galleries if len(pairs) > 1 else galleries[0],
                       k1=k1, k2=k2, lambda_value=args.lambda_value, weights=args.weights)
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, np.asarray(dist, dtype=np.float32))
     fused = f", {len(pairs)} models fused" if len(pairs) > 1 else ""

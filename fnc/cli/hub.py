@@ -6,12 +6,21 @@ import argparse
 import sys
 from typing import Any
 
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from fnc.cli._common import EXIT_FAILED, EXIT_OK, add_command, one_line, reported
 from fnc.engine.publish import push_checkpoint
 
 __all__ = ["add_push_parser", "register", "run_push"]
+
+# huggingface_hub's HTTP client (httpx or its fork) raises these for an unreachable Hub; matched
+# by class name so the command does not depend on which client the installed version uses.
+_NETWORK_ERRORS = frozenset({"TransportError", "ConnectError", "ConnectTimeout", "NetworkError", "TimeoutException"})
+
+
+def _is_network_error(error: BaseException) -> bool:
+    return isinstance(error, (ConnectionError, TimeoutError)) or any(c.__name__ in _NETWORK_ERRORS for c in type(error).__mro__)
 
 
 def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +48,17 @@ def run_push(args: argparse.Namespace) -> int:
         url = push_checkpoint(args.checkpoint, args.repo_id, dataset=args.dataset, license=args.license,
                               private=args.private, commit_message=args.commit_message)
     except HfHubHTTPError as e:
-        print(f"fnc-reid push: error: the Hub refused the upload: {one_line(e)}", file=sys.stderr)
+        print(f"fnc-reid push: failed: the Hub refused the upload: {one_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
+    except OfflineModeIsEnabled:
+        print("fnc-reid push: failed: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it to push",
+              file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:
+        if not _is_network_error(e):
+            raise
+        print(f"fnc-reid push: failed: cannot reach the Hub at {hf_constants.ENDPOINT} ({type(e).__name__}: "
+              f"{one_line(e)}); check the network, or HF_ENDPOINT if you use another Hub", file=sys.stderr)
         return EXIT_FAILED
     print(f"pushed {args.checkpoint} to {args.repo_id}: {url}")
     print(f"load it with: fnc.create_model('hf-hub:{args.repo_id}')")

@@ -22,23 +22,28 @@ from fnc.cli._common import (
     add_command,
     add_data_args,
     add_device_arg,
+    check_model_name,
+    check_output_dir,
+    check_rerank_options,
     job,
     read_data,
     reader_options,
     reported,
+    require_at_least,
     resolve_device,
 )
 from fnc.cli._model_args import add_model_args, model_args_of
 from fnc.data.records import ReIDDataset
 from fnc.data.vehicleid import vehicleid_trials
 from fnc.engine.checkpoint import BEST, LAST, check_checkpoint_destination, checkpoint_pending, read_checkpoint
-from fnc.engine.config import TrainConfig
+from fnc.engine.config import TrainConfig, config_error_field
 from fnc.engine.history import CURVES_FILE, METRICS_FILE, require_tensorboard
 from fnc.engine.trainer import Trainer
 from fnc.evaluation.model import evaluate_model, evaluate_trials, infer_protocol
+from fnc.inference.preprocess import check_input_size
 from fnc.models import create_model, split_model_name_tag
 
-__all__ = ["add_eval_parser", "add_train_parser", "register", "run_eval", "run_train"]
+__all__ = ["add_eval_parser", "add_train_parser", "config_from_args", "register", "run_eval", "run_train"]
 
 #: The metrics ``eval`` prints, in order.
 _EVAL_KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
@@ -102,18 +107,42 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` of the recipe flags given; a bad value is a :class:`UsageError`
+    naming its flag (``--erase-p must be in [0, 1], got 5.0``).
+
+    >>> config_from_args(argparse.Namespace(epochs=3)).epochs
+    3
+    """
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    try:
+        return TrainConfig(**overrides)
+    except (TypeError, ValueError) as e:
+        field = config_error_field(e)
+        if field is None:
+            raise
+        message = str(e)
+        raise UsageError(_flag(field) + message[len(field):] if message.startswith(field) else f"{_flag(field)}: {message}") from None
+
+
 @reported("train")
 def run_train(args: argparse.Namespace) -> int:
     """Set the run up (user mistakes exit 2), then train; prints the best metrics as one JSON line."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    config = TrainConfig(**overrides)
+    # Every option is checked before the data is read or a model built: a typo costs seconds.
+    config = config_from_args(args)
+    check_model_name(args.model)
+    out = check_output_dir(args.output, "--output")
+    resolve_device(config.device)
     if config.tensorboard:
         try:
             require_tensorboard()
         except ImportError as e:
             raise UsageError(str(e)) from None
     model_args = model_args_of(args, args.model)
-    out = Path(args.output)
     last = out / LAST
     for name in (LAST, BEST):  # before the data is read or weights downloaded
         check_checkpoint_destination(out / name)
@@ -180,6 +209,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 @reported("eval")
 def run_eval(args: argparse.Namespace) -> int:
     """Score the model; prints a table (percent) and with ``--json`` one line of fractions."""
+    check_rerank_options(args.rerank_k1, args.rerank_k2, args.rerank_lambda, ("--rerank-k1", "--rerank-k2", "--rerank-lambda"))
+    check_model_name(args.model)
+    require_at_least(args.batch_size, "--batch-size", 1)
+    require_at_least(args.num_workers, "--num-workers", 0)
+    if args.input_size is not None:
+        check_input_size(args.input_size, "--input-size")
+    device = torch.device(resolve_device(args.device))
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise UsageError(f"checkpoint {args.checkpoint} does not exist")
     model_args = model_args_of(args, args.model, args.checkpoint)
@@ -193,7 +229,6 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         torch.manual_seed(args.seed)
         model = create_model(args.model, pretrained=args.pretrained, **model_args)
-    device = torch.device(resolve_device(args.device))
     model = model.to(device).eval()
     options = dict(
         protocol=args.protocol or infer_protocol(data),

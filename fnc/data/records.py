@@ -170,6 +170,8 @@ def check_consistent_labels(records: Iterable[Record], source: str | Path) -> No
 
 def require_dir(path: Path, what: str) -> Path:
     """Return ``path`` if it is a folder, else raise an error that says what was expected there."""
+    if path.is_file():
+        raise NotADirectoryError(f"{what}: {path} is a file, not a folder; pass the dataset's root folder")
     if not path.is_dir():
         raise FileNotFoundError(f"{what}: folder {path} does not exist")
     return path

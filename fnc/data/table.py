@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,21 @@ from fnc.data.records import (
 __all__ = ["read_csv", "read_label_rows"]
 
 _SPLITS = {"train": "train", "query": "query", "gallery": "gallery", "test": "gallery"}
+
+
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped); a binary file is a ValueError naming it."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path} is not a UTF-8 text CSV (undecodable byte at offset {e.start}); pass the label CSV "
+            "(header line path,id,camera), not an image or another binary file"
+        ) from None
+    if "\x00" in text:
+        raise ValueError(f"{path} contains NUL bytes, so it is not a text CSV; pass the label CSV (header line path,id,camera)")
+    return text
 
 
 def read_label_rows(path: str | Path, required: Sequence[str], optional: Sequence[str] = ()) -> list[dict[str, str]]:
@@ -41,7 +57,7 @@ def read_label_rows(path: str | Path, required: Sequence[str], optional: Sequenc
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in required if c not in header]

@@ -3,10 +3,64 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainConfig"]
+import torch
+
+from fnc.evaluation.rank import PROTOCOLS
+from fnc.inference.preprocess import check_input_size
+
+__all__ = ["TrainConfig", "config_error_field"]
+
+
+def _fail(cls: type[Exception], name: str, problem: str) -> Exception:
+    # The field rides on the error so the command line can name its flag (--erase-p for erase_p).
+    error = cls(f"{name} {problem}")
+    error.field = name.partition("[")[0]  # type: ignore[attr-defined]
+    return error
+
+
+def config_error_field(error: BaseException) -> str | None:
+    """The :class:`TrainConfig` field a validation error is about, or ``None`` for any other error.
+
+    >>> try:
+    ...     TrainConfig(erase_p=5)
+    ... except ValueError as e:
+    ...     config_error_field(e)
+    'erase_p'
+    """
+    return getattr(error, "field", None)
+
+
+def _int(name: str, value: Any, low: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(TypeError, name, f"must be an int, got {value!r}")
+    if low is not None and value < low:
+        raise _fail(ValueError, name, f"must be >= {low}, got {value}")
+
+
+def _float(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _fail(TypeError, name, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise _fail(ValueError, name, f"must be finite, got {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        bounds = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        raise _fail(ValueError, name, f"must be in {bounds}, got {value}")
+
+
+def _bool(name: str, value: Any, optional: bool = False) -> None:
+    if not (isinstance(value, bool) or (optional and value is None)):
+        raise _fail(TypeError, name, f"must be {'True, False or None' if optional else 'True or False'}, got {value!r}")
 
 
 @dataclass
@@ -210,12 +264,79 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field's type and range; run on construction (and by ``dataclasses.replace``).
+
+        Raises:
+            TypeError: a field of the wrong type (``epochs=3.5``, ``rerank="yes"``).
+            ValueError: a value out of range (``erase_p=5``, ``rerank_k2 > rerank_k1``, an
+                unknown ``protocol`` or ``device``). Both name the field (also as the error's
+                ``field`` attribute, read with :func:`config_error_field`).
+
+        >>> TrainConfig(erase_p=5)
+        Traceback (most recent call last):
+            ...
+        ValueError: erase_p must be in [0, 1], got 5
+        """
+        for name in ("epochs", "batch_size", "num_instances", "lookahead_k", "rerank_k1", "rerank_k2", "eval_batch_size"):
+            _int(name, getattr(self, name), 1)
+        for name in ("warmup_epochs", "padding", "seed", "eval_every"):
+            _int(name, getattr(self, name), 0)
+        if self.num_workers is not None:  # None: as many as the CPUs allow (fnc.data.workers)
+            _int("num_workers", self.num_workers, 0)
+        _float("triplet_weight", self.triplet_weight, 0.0)
         if self.triplet_weight and self.num_instances < 2:
-            raise ValueError(
-                f"num_instances={self.num_instances}: the batch-hard triplet loss needs at least 2 images of each "
-                "identity in a batch (a positive pair); use num_instances >= 2 (paper: 4), or triplet_weight=0 "
-                "for the ID loss alone"
-            )
+            raise _fail(ValueError, "num_instances",
+                        f"is {self.num_instances}, but the batch-hard triplet loss needs at least 2 images of each identity "
+                        "in a batch (a positive pair); use num_instances >= 2 (the default is 4), or triplet_weight=0 "
+                        "for the ID loss alone")
+        if self.batch_size % self.num_instances:
+            raise _fail(ValueError, "batch_size", f"must be a multiple of num_instances={self.num_instances} "
+                        f"(P identities x K images), got {self.batch_size}")
+        if self.rerank_k2 > self.rerank_k1:
+            raise _fail(ValueError, "rerank_k2", f"must not exceed rerank_k1={self.rerank_k1}, got {self.rerank_k2}")
+        if self.input_size is not None:
+            try:
+                check_input_size(self.input_size, "input_size")
+            except (TypeError, ValueError) as e:
+                raise _fail(type(e), "input_size", str(e).removeprefix("input_size ")) from None
+        _float("lr", self.lr, 0.0, low_open=True)
+        _float("warmup_factor", self.warmup_factor, 0.0, 1.0, low_open=True)
+        _float("gamma", self.gamma, 0.0, low_open=True)
+        _float("weight_decay", self.weight_decay, 0.0)
+        _float("lookahead_alpha", self.lookahead_alpha, 0.0, 1.0, low_open=True)
+        _float("id_weight", self.id_weight, 0.0)
+        _float("triplet_weight", self.triplet_weight, 0.0)
+        if self.id_weight == 0 and self.triplet_weight == 0:
+            raise _fail(ValueError, "id_weight", "and triplet_weight are both 0, so there is no loss to train on")
+        if self.margin is not None:
+            _float("margin", self.margin, 0.0)
+        for name in ("label_smoothing", "flip_p", "erase_p", "rerank_lambda"):
+            _float(name, getattr(self, name), 0.0, 1.0)
+        if isinstance(self.betas, (str, bytes)) or not isinstance(self.betas, Sequence) or len(self.betas) != 2:
+            raise _fail(TypeError, "betas", f"must be a pair (beta1, beta2), got {self.betas!r}")
+        for i, beta in enumerate(self.betas):
+            _float(f"betas[{i}]", beta, 0.0, 1.0, high_open=True)
+        if isinstance(self.milestones, (str, bytes)) or not isinstance(self.milestones, Sequence):
+            raise _fail(TypeError, "milestones", f"must be a sequence of epochs, got {self.milestones!r}")
+        for m in self.milestones:
+            _int("milestones", m, 0)
+        _float("center_weight", self.center_weight, 0.0)
+        _float("center_lr", self.center_lr, 0.0, low_open=True)
+        for name in ("rerank", "grad_checkpointing", "sync_bn", "deterministic", "progress", "skip_corrupt", "tensorboard"):
+            _bool(name, getattr(self, name))
+        _bool("amp", self.amp, optional=True)
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise _fail(ValueError, "protocol", f"must be one of {', '.join(PROTOCOLS)} (or None: from the data), got {self.protocol!r}")
+        if self.device is not None:
+            if not isinstance(self.device, str):
+                raise _fail(TypeError, "device", f"must be a string such as 'cuda' or 'cpu', got {self.device!r}")
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise _fail(ValueError, "device", f"{self.device!r} is not a torch device; use cpu, cuda, cuda:1, mps, ...") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy (tuples become lists)."""

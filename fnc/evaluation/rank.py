@@ -18,6 +18,9 @@ from torch import Tensor
 
 ArrayLike = Union[np.ndarray, Tensor]
 
+#: The evaluation protocols :func:`evaluate` knows.
+PROTOCOLS = ("veri", "aic")
+
 # AI City Challenge track 2 scores the first 100 entries of each ranked list.
 _AIC_TOP = 100
 # Above this many gathered thresholds per matrix entry, _positions searches the whole matrix.
@@ -55,7 +58,19 @@ class EvalResult:
 
 
 def _vector(x: ArrayLike, n: int, name: str) -> Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x.detach().cpu())
+    if x is None:
+        raise TypeError(f"{name} is None; pass one integer per row (cameras: 0 for all if unknown)")
+    if isinstance(x, Tensor):
+        t = x.detach().cpu()
+    else:
+        array = np.asarray(x)
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
+                or np.issubdtype(array.dtype, np.floating)):
+            raise TypeError(
+                f"{name} must hold integers, got dtype {array.dtype}; map string ids to integers first "
+                "(e.g. np.unique(ids, return_inverse=True)[1])"
+            )
+        t = torch.as_tensor(array)
     if t.ndim != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {tuple(t.shape)}")
     return t
@@ -234,8 +249,12 @@ def evaluate(
         >>> round(r.mAP, 4), r.rank1
         (1.0, 1.0)
     """
-    if protocol not in ("veri", "aic"):
+    if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected 'veri' or 'aic'")
+    if not isinstance(distmat, Tensor):
+        distmat = np.asarray(distmat)
+        if not (np.issubdtype(distmat.dtype, np.number) or np.issubdtype(distmat.dtype, np.bool_)):
+            raise TypeError(f"distmat must be a numeric array, got dtype {distmat.dtype}")
     dist = torch.as_tensor(distmat.detach().cpu() if isinstance(distmat, Tensor) else distmat)
     if dist.ndim != 2:
         raise ValueError(f"distmat must be 2-D, got shape {tuple(dist.shape)}")

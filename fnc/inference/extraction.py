@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from fnc.data.constants import IMAGE_EXTENSIONS
 from fnc.data.dataset import CorruptImageError
 from fnc.inference.images import ImageLike, as_rgb_image, list_images
-from fnc.inference.preprocess import _model_device_dtype, build_eval_transform
+from fnc.inference.preprocess import _model_device_dtype, build_eval_transform, resolve_data_config
 
 __all__ = ["extract"]
 
@@ -31,27 +31,32 @@ logger = logging.getLogger(__name__)
 
 
 class _ImageListDataset(Dataset):
-    """Preprocessed images of a list of ImageLike items (loaded lazily, in workers if any), each with
-    whether it could be read (with ``skip_corrupt``, an unreadable file gives a blank image and False)."""
+    """Preprocessed images of a list of ImageLike items (loaded lazily, in workers if any), each
+    with a flag that says whether it could be read (always True unless ``skip_corrupt``)."""
 
-    def __init__(
-        self, items: Sequence[ImageLike], transform: Callable[[Image.Image], torch.Tensor], skip_corrupt: bool = False
-    ) -> None:
+    def __init__(self, items: Sequence[ImageLike], transform: Callable[[Image.Image], torch.Tensor],
+                 hw: tuple[int, int], skip_corrupt: bool = False) -> None:
         self.items = items
         self.transform = transform
+        self.hw = hw
         self.skip_corrupt = skip_corrupt
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
+        item = self.items[index]
         try:
-            return self.transform(as_rgb_image(self.items[index])), True
+            return self.transform(as_rgb_image(item)), True
         except CorruptImageError as e:
             if not self.skip_corrupt:
-                raise CorruptImageError(f"{e}, or pass skip_corrupt=True to fnc.extract (a NaN row for it)") from e
-            logger.warning("%s; its row is NaN (skip_corrupt=True)", e)
-            return self.transform(Image.new("RGB", (8, 8))), False
+                # The reader's hint is the training one; here the option is extract's own.
+                raise CorruptImageError(
+                    f"cannot read image {os.fspath(item)}: {e.__cause__ or e}. Remove or replace the file, or "
+                    "pass skip_corrupt=True (fnc-reid extract --skip-corrupt) to give it a row of NaN"
+                ) from e.__cause__
+            logger.warning("skipped unreadable image %s (its row is NaN): %s", os.fspath(item), e.__cause__ or e)
+            return torch.zeros(3, *self.hw), False
 
 
 def _as_items(images: Any) -> list[ImageLike]:
@@ -122,9 +127,10 @@ def extract(
         normalize: L2-normalise each row (cosine distance = 1 - dot product).
         input_size: (H, W) overriding the config's input size.
         progress: show a tqdm progress bar over batches.
-        skip_corrupt: an image file that cannot be decoded gives a row of NaN (and a warning
-            naming it) instead of an error, so row ``i`` stays image ``i``; find such rows with
-            ``np.isnan(feats).any(axis=1)``.
+        skip_corrupt: an image file that cannot be decoded gets a row of NaN (logged as a
+            warning naming the file) instead of raising, so row i stays image i; drop those
+            rows with ``feats[~np.isnan(feats).any(1)]`` (``fnc-reid extract --skip-corrupt``
+            leaves them and their paths out of its files).
 
     Returns:
         (N, D) float32 array, row i the embedding of image i (``D = model.embed_dim``).
@@ -155,7 +161,8 @@ def extract(
         batches: Any = [(b, None) for b in images.split(batch_size)]
         total = len(batches)
     else:
-        dataset = _ImageListDataset(_as_items(images), build_eval_transform(model, input_size), skip_corrupt)
+        hw = resolve_data_config(model, input_size).hw
+        dataset = _ImageListDataset(_as_items(images), build_eval_transform(model, input_size), hw, skip_corrupt)
         batches = DataLoader(
             dataset,
             batch_size=batch_size,

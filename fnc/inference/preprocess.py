@@ -8,6 +8,7 @@ defaults of :mod:`fnc.data.constants` (288 x 384, ImageNet mean / std).
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,10 +16,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from fnc.data.constants import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIDE
 from fnc.data.transforms import build_transforms
 
-__all__ = ["DataConfig", "build_eval_transform", "resolve_data_config"]
+__all__ = ["DataConfig", "build_eval_transform", "check_input_size", "resolve_data_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,35 @@ class DataConfig:
         return self.input_size[1], self.input_size[2]
 
 
-def _hw(input_size: Sequence[int]) -> tuple[int, int]:
+def check_input_size(input_size: object, name: str = "input_size") -> tuple[int, int]:
+    """``input_size`` as (H, W), checked: two (or C, H, W three) positive ints up to ``MAX_INPUT_SIDE``.
+
+    Args:
+        input_size: (H, W) or (C, H, W).
+        name: what the caller calls it, for the message (``"--input-size"`` on the command line).
+
+    Raises:
+        TypeError: not a sequence of ints.
+        ValueError: the wrong length, a side < 1, or a side > ``MAX_INPUT_SIDE`` (4096).
+
+    >>> check_input_size((3, 288, 384))
+    (288, 384)
+    """
+    if isinstance(input_size, (str, bytes)) or not isinstance(input_size, Sequence):
+        raise TypeError(f"{name} must be (H, W) or (C, H, W) ints, got {input_size!r}")
+    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in input_size):
+        raise TypeError(f"{name} must hold ints, got {tuple(input_size)}")
     size = tuple(int(s) for s in input_size)
     if len(size) == 3:
         size = size[1:]
     if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"input_size must be (H, W) or (C, H, W), got {tuple(input_size)}")
+        raise ValueError(f"{name} must be (H, W) or (C, H, W) with positive sides, got {tuple(input_size)}")
+    if max(size) > MAX_INPUT_SIDE:
+        raise ValueError(
+            f"{name} {size[0]} x {size[1]} exceeds {MAX_INPUT_SIDE} pixels per side: re-ID models take crops "
+            f"of a few hundred pixels (this model family: 256-384), and one float32 image at that size "
+            f"would need {3 * size[0] * size[1] * 4 / 2**30:.1f} GiB"
+        )
     return size  # type: ignore[return-value]
 
 
@@ -85,7 +109,7 @@ def resolve_data_config(model: nn.Module, input_size: Sequence[int] | None = Non
         size, mean, std, interpolation = DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, "bilinear"
     else:
         size, mean, std, interpolation = cfg.input_size, cfg.mean, cfg.std, cfg.interpolation
-    hgt, wid = _hw(input_size if input_size is not None else size)
+    hgt, wid = check_input_size(input_size if input_size is not None else size)
     return DataConfig((3, hgt, wid), tuple(float(m) for m in mean), tuple(float(s) for s in std), interpolation)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fnc.losses._checks import check_batch
 from fnc.losses.reid import _as_branches
 
 __all__ = ["BranchCenterLoss", "CenterLoss", "WithCenterLoss"]
@@ -51,6 +52,7 @@ class CenterLoss(nn.Module):
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
 
     def forward(self, feat: Tensor, pids: Tensor) -> Tensor:
+        check_batch(feat, pids, "feat")
         if feat.dim() != 2 or feat.shape[1] != self.feat_dim:
             raise ValueError(
                 f"expected features of shape (B, {self.feat_dim}), got {tuple(feat.shape)}; build "

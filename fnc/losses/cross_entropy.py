@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fnc.losses._checks import check_batch
+
 __all__ = ["cross_entropy_loss"]
 
 
@@ -32,6 +34,7 @@ def cross_entropy_loss(logits: Tensor, pids: Tensor, label_smoothing: float = 0.
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    check_batch(logits, pids, "logits")
     if logits.dim() != 2 or pids.shape != (logits.shape[0],):
         raise ValueError(
             f"expected logits (B, num_classes) and pids (B,), got {tuple(logits.shape)} and {tuple(pids.shape)}"

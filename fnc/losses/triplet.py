@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fnc.losses._checks import check_batch
+
 __all__ = ["euclidean_dist", "hard_example_mining", "triplet_loss"]
 
 
@@ -108,6 +110,7 @@ def triplet_loss(
     """
     if margin is not None and margin < 0:
         raise ValueError(f"margin must be >= 0 or None (soft margin), got {margin}")
+    check_batch(feat, pids, "feat")
     if normalize:
         feat = F.normalize(feat, dim=1)
     dist_ap, dist_an = hard_example_mining(euclidean_dist(feat), pids)

@@ -75,7 +75,8 @@ class ReIDModel(nn.Module, HubMixin):
                 m.grad_checkpointing = enable
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ValueError naming what was expected if ``x`` cannot go through the model."""
+        """Raise a ValueError naming what was expected if ``x`` cannot go through the model: its
+        shape, a non-empty batch, a float dtype and device matching the weights."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor of shape (B, 3, H, W), got {type(x).__name__}")
         if x.ndim != 4:
@@ -91,6 +92,24 @@ class ReIDModel(nn.Module, HubMixin):
                 f"expected a float tensor, got {x.dtype}; scale to [0, 1] and normalise with the "
                 "model's pretrained_cfg mean/std"
             )
+        if x.shape[0] == 0:
+            raise ValueError(f"empty batch: got shape {tuple(x.shape)}; pass at least one image")
+        if x.is_meta:
+            raise ValueError("the input is a meta-device tensor, which holds no data; pass a tensor on the model's device")
+        param = next(self.parameters(), None)
+        if param is not None:
+            if x.device != param.device:
+                raise ValueError(
+                    f"the input is on {x.device} but the model is on {param.device}; move one of them "
+                    f"(x.to({str(param.device)!r}) or model.to({str(x.device)!r}))"
+                )
+            # Under autocast the layers cast for themselves; otherwise a dtype mismatch fails
+            # deep inside the first convolution.
+            if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+                raise ValueError(
+                    f"the input is {x.dtype} but the model's weights are {param.dtype}; convert the "
+                    f"input (x.to({param.dtype})) or the model (model.to({x.dtype}))"
+                )
         hgt, wid = x.shape[-2:]
         if hgt < self.stride or wid < self.stride:
             raise ValueError(

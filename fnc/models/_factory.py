@@ -7,6 +7,7 @@ architecture's registered entry point, which builds through
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any
 
@@ -96,6 +97,8 @@ def create_model(
             ``weights_only`` loading; the global is named).
         CorruptCheckpointError: a truncated or corrupted file.
         CheckpointMismatchError: weights of another architecture (missing / unexpected keys).
+        TypeError: ``num_classes`` is not an int (a float or a bool).
+        ValueError: ``num_classes`` is negative.
 
     Example:
         >>> import fnc, torch
@@ -105,6 +108,11 @@ def create_model(
         >>> model = fnc.create_model("fnc_se_resnext101", pretrained=True)  # doctest: +SKIP
         >>> model = fnc.create_model("sbs_resnet50_ibn.fastreid_veri", pretrained=True)  # doctest: +SKIP
     """
+    # Checked before anything is resolved or built, so the error names the argument, not nn.Linear.
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes must be an int (identities of the classifier, 0 = none), got {num_classes!r}")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {num_classes}")
     hub = HubOptions(revision=revision, cache_dir=cache_dir)
     source = resolve_source(model_name, pretrained, checkpoint_path, hub)
     return create_model_from_source(source, num_classes=num_classes, **kwargs).train()
