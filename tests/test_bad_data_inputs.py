@@ -229,7 +229,7 @@ def test_cli_eval_with_holdout_ids_names_them_not_the_flag(tmp_path):
 
 
 def test_num_instances_1_is_refused_by_name(tmp_path):
-    with pytest.raises(ValueError, match=r"num_instances=1: the batch-hard triplet loss needs at least 2"):
+    with pytest.raises(ValueError, match=r"num_instances is 1, but the batch-hard triplet loss needs at least 2"):
         TrainConfig(num_instances=1)
     TrainConfig(num_instances=1, triplet_weight=0.0)  # the ID loss alone needs no pairs
     proc = cli("train", "--model", "baseline_resnet50", "--no-pretrained", "--data", "csv:/nonexistent.csv",
