@@ -69,8 +69,9 @@ def _fastreid_cython():
     src = os.path.join(spec.submodule_search_locations[0], "evaluation/rank_cylib/rank_cy.pyx")
     build = tempfile.mkdtemp(prefix="fastreid_rank_cy_")
     shutil.copy(src, build)
-    pyximport.install(setup_args={"include_dirs": np.get_include()}, language_level=3,
-                      build_dir=os.path.join(build, "build"))
+    pyximport.install(
+        setup_args={"include_dirs": np.get_include()}, language_level=3, build_dir=os.path.join(build, "build")
+    )
     sys.path.insert(0, build)
     try:
         with warnings.catch_warnings():
@@ -115,16 +116,19 @@ def best(fn, repeat: int) -> tuple[float, object]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=SIZES)
-    p.add_argument("--data", nargs="+", default=["clustered", "random"],
-                   choices=["clustered", "random"])
+    p.add_argument("--data", nargs="+", default=["clustered", "random"], choices=["clustered", "random"])
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
     peer = _peer_evaluate_rank()
     cy, cy_status = _fastreid_cython()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads={torch.get_num_threads()}; "
-          f"fast-reid Cython: {cy_status}")
-    head = ("| data | query x gallery | torchreid (Python) s | fast-reid Cython s | ours veri s "
-            "| vs Cython | ours aic s | abs diff mAP | max abs diff CMC | Cython abs diff mAP |")
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads={torch.get_num_threads()}; "
+        f"fast-reid Cython: {cy_status}"
+    )
+    head = (
+        "| data | query x gallery | torchreid (Python) s | fast-reid Cython s | ours veri s "
+        "| vs Cython | ours aic s | abs diff mAP | max abs diff CMC | Cython abs diff mAP |"
+    )
     print(head)
     print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
     for data in a.data:
@@ -132,18 +136,21 @@ def main() -> None:
             nq, ng = map(int, size.split("x"))
             d, qp, gp, qc, gc = problem(nq, ng, data)
             t_ref, (cmc, mAP) = best(
-                lambda: peer(d, qp, gp, qc, gc, 50, use_metric_cuhk03=False, use_cython=False), 1
+                lambda args=(d, qp, gp, qc, gc): peer(*args, 50, use_metric_cuhk03=False, use_cython=False), 1
             )
-            t_ours, res = best(lambda: evaluate(d, qp, gp, qc, gc, protocol="veri"), a.repeat)
-            t_aic, _ = best(lambda: evaluate(d, qp, gp, qc, gc, protocol="aic"), a.repeat)
+            t_ours, res = best(lambda args=(d, qp, gp, qc, gc): evaluate(*args, protocol="veri"), a.repeat)
+            t_aic, _ = best(lambda args=(d, qp, gp, qc, gc): evaluate(*args, protocol="aic"), a.repeat)
             if cy is not None:
-                t_cy, (_, cy_map) = best(lambda: cy(d, qp, gp, qc, gc), a.repeat)
+                t_cy, (_, cy_map) = best(lambda args=(d, qp, gp, qc, gc): cy(*args), a.repeat)
                 cy_cells = (f"{t_cy:18.3f}", f"{t_cy / t_ours:8.2f}x", f"{abs(cy_map - mAP):19.1e}")
             else:
                 cy_cells = (f"{'-':>18}", f"{'-':>9}", f"{'-':>19}")
-            print(f"| {data} | {size:>15} | {t_ref:20.2f} | {cy_cells[0]} | {t_ours:11.3f} | "
-                  f"{cy_cells[1]} | {t_aic:10.3f} | {abs(res.mAP - mAP):12.1e} | "
-                  f"{float(np.abs(res.cmc - cmc).max()):16.1e} | {cy_cells[2]} |", flush=True)
+            print(
+                f"| {data} | {size:>15} | {t_ref:20.2f} | {cy_cells[0]} | {t_ours:11.3f} | "
+                f"{cy_cells[1]} | {t_aic:10.3f} | {abs(res.mAP - mAP):12.1e} | "
+                f"{float(np.abs(res.cmc - cmc).max()):16.1e} | {cy_cells[2]} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def main() -> None:
         f"{size[0]}x{size[1]}, median of {args.iters} after {args.warmup} warm-up"
     )
     print()
-    print("| model | PyTorch eager img/s | onnxruntime img/s | onnxruntime / PyTorch | max abs err | rel. err | L2-normalised err | export s | .onnx MiB |")
+    print(
+        "| model | PyTorch eager img/s | onnxruntime img/s | onnxruntime / PyTorch | max abs err | rel. err | L2-normalised err | export s | .onnx MiB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:

@@ -98,7 +98,9 @@ def main() -> None:
     rows = [measure(name, fnc.create_model(name), x, args) for name in fnc.list_models(args.models)]
 
     ref_rate = ref["gflops"] * ref["nchw"]
-    print("\n| model | params (M) | GFLOPs/img | img/s NCHW | img/s channels_last | channels_last / NCHW | GFLOP/s vs timm (NCHW) |")
+    print(
+        "\n| model | params (M) | GFLOPs/img | img/s NCHW | img/s channels_last | channels_last / NCHW | GFLOP/s vs timm (NCHW) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in [ref, *rows]:
         rate = r["gflops"] * r["nchw"] / ref_rate

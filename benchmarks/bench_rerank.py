@@ -87,6 +87,7 @@ def _peer_re_ranking(stable: bool):
     module = importlib.util.module_from_spec(mspec)
     mspec.loader.exec_module(module)
     if stable:
+
         class _StableNumpy:
             def __getattr__(self, name):
                 return getattr(np, name)
@@ -133,9 +134,9 @@ def worker(side: str, nq: int, ng: int, noise: float, models: int, out_path: str
         if models == 1:
             out = rerank(*feats[0], k1=K1, k2=K2, lambda_value=LAM)
         else:
-            out = rerank([q for q, _ in feats], [g for _, g in feats], k1=K1, k2=K2,
-                         lambda_value=LAM)
+            out = rerank([q for q, _ in feats], [g for _, g in feats], k1=K1, k2=K2, lambda_value=LAM)
     else:
+
         def dist(a, b):
             a, b = torch.from_numpy(a).double(), torch.from_numpy(b).double()
             s = (a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * a @ b.T
@@ -159,9 +160,19 @@ def run(side: str, size: str, noise: float, tmp: str, models: int = 1) -> dict:
     nq, ng = map(int, size.split("x"))
     out_path = os.path.join(tmp, f"{side}_{size}_{noise}.npy")
     res = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", side, str(nq), str(ng),
-         str(noise), str(models), out_path],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            side,
+            str(nq),
+            str(ng),
+            str(noise),
+            str(models),
+            out_path,
+        ],
+        capture_output=True,
+        text=True,
     )
     if res.returncode != 0:
         sys.exit(f"{side} at {size}, noise {noise} failed:\n{res.stderr[-4000:]}")
@@ -174,7 +185,7 @@ def _size(text: str) -> str:
     try:
         nq, ng = map(int, text.split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be QUERYxGALLERY, e.g. 1052x18290, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must be QUERYxGALLERY, e.g. 1052x18290, got {text!r}") from None
     if nq < 1 or ng < 1:
         raise argparse.ArgumentTypeError(f"size needs at least one query and one gallery image: {text!r}")
     return text
@@ -184,17 +195,23 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Columns: floor s = distance GEMMs + top-k only; ours/floor = our time over the floor; "
-               "speed-up = reference time over ours; peaks are MiB above the loaded inputs.",
+        "speed-up = reference time over ours; peaks are MiB above the loaded inputs.",
     )
-    p.add_argument("--sizes", nargs="+", type=_size, default=SIZES,
-                   help=f"QUERYxGALLERY sizes (default: {' '.join(SIZES)})")
-    p.add_argument("--noise", nargs="+", type=float, default=NOISE,
-                   help="noise norm over centre norm, the difficulty axis (default: 1 2 3 4)")
+    p.add_argument(
+        "--sizes", nargs="+", type=_size, default=SIZES, help=f"QUERYxGALLERY sizes (default: {' '.join(SIZES)})"
+    )
+    p.add_argument(
+        "--noise",
+        nargs="+",
+        type=float,
+        default=NOISE,
+        help="noise norm over centre norm, the difficulty axis (default: 1 2 3 4)",
+    )
     p.add_argument("--no-stable", action="store_true", help="skip the stable-argsort reference")
-    p.add_argument("--no-reference", action="store_true",
-                   help="skip torchreid's re_ranking everywhere (floor and ours only)")
-    p.add_argument("--models", type=int, default=1,
-                   help="fuse this many models' distances (the FNC+BFE ensemble is 2)")
+    p.add_argument(
+        "--no-reference", action="store_true", help="skip torchreid's re_ranking everywhere (floor and ours only)"
+    )
+    p.add_argument("--models", type=int, default=1, help="fuse this many models' distances (the FNC+BFE ensemble is 2)")
     p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
@@ -203,13 +220,25 @@ def main() -> None:
 
     import torch
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, k1={K1} k2={K2} lambda={LAM}, d={DIM}, "
-          f"models fused={a.models}; peak = ru_maxrss growth in a fresh process")
-    cols = [("query x gallery", 16), ("noise", 5), ("plain mAP", 9), ("floor s", 8),
-            ("ours s", 8), ("ours/floor", 10), ("reference s", 11), ("speed-up", 8),
-            ("our peak MiB", 12), ("ref peak MiB", 12), ("max abs diff", 12),
-            ("vs stable ref", 13)]
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, k1={K1} k2={K2} lambda={LAM}, d={DIM}, "
+        f"models fused={a.models}; peak = ru_maxrss growth in a fresh process"
+    )
+    cols = [
+        ("query x gallery", 16),
+        ("noise", 5),
+        ("plain mAP", 9),
+        ("floor s", 8),
+        ("ours s", 8),
+        ("ours/floor", 10),
+        ("reference s", 11),
+        ("speed-up", 8),
+        ("our peak MiB", 12),
+        ("ref peak MiB", 12),
+        ("max abs diff", 12),
+        ("vs stable ref", 13),
+    ]
     head = "| " + " | ".join(f"{c:>{w}}" for c, w in cols) + " |"
     print(head)
     print("|" + "|".join("-" * (w + 2) for _, w in cols) + "|", flush=True)
@@ -226,19 +255,28 @@ def main() -> None:
                     ref = run("reference", size, noise, tmp, a.models)
                     if not a.no_stable:
                         stable = run("reference-stable", size, noise, tmp, a.models)
-                cells = [size, f"{noise:g}", f"{mp:.3f}", f"{floor['seconds']:.2f}",
-                         f"{ours['seconds']:.2f}", f"{ours['seconds'] / floor['seconds']:.2f}x"]
+                cells = [
+                    size,
+                    f"{noise:g}",
+                    f"{mp:.3f}",
+                    f"{floor['seconds']:.2f}",
+                    f"{ours['seconds']:.2f}",
+                    f"{ours['seconds'] / floor['seconds']:.2f}x",
+                ]
                 if ref:
                     diff = float(np.abs(out - np.load(ref["out"])).max())
-                    sdiff = (f"{float(np.abs(out - np.load(stable['out'])).max()):.1e}"
-                             if stable else "-")
-                    cells += [f"{ref['seconds']:.2f}", f"{ref['seconds'] / ours['seconds']:.1f}x",
-                              f"{ours['peak_mib']:.0f}", f"{ref['peak_mib']:.0f}",
-                              f"{diff:.1e}", sdiff]
+                    sdiff = f"{float(np.abs(out - np.load(stable['out'])).max()):.1e}" if stable else "-"
+                    cells += [
+                        f"{ref['seconds']:.2f}",
+                        f"{ref['seconds'] / ours['seconds']:.1f}x",
+                        f"{ours['peak_mib']:.0f}",
+                        f"{ref['peak_mib']:.0f}",
+                        f"{diff:.1e}",
+                        sdiff,
+                    ]
                 else:
                     cells += ["(not run)", "-", f"{ours['peak_mib']:.0f}", "-", "-", "-"]
-                print("| " + " | ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols)) + " |",
-                      flush=True)
+                print("| " + " | ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols)) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -102,15 +102,31 @@ def child(args: argparse.Namespace) -> dict:
 
 def run_one(args: argparse.Namespace, model: str, ckpt: bool) -> dict:
     cmd = [
-        sys.executable, __file__, "--child", "--models", model, "--batch-size", str(args.batch_size),
-        "--num-instances", str(args.num_instances), "--input-size", *map(str, args.input_size),
-        "--steps", str(args.steps), "--device", args.device,
+        sys.executable,
+        __file__,
+        "--child",
+        "--models",
+        model,
+        "--batch-size",
+        str(args.batch_size),
+        "--num-instances",
+        str(args.num_instances),
+        "--input-size",
+        *map(str, args.input_size),
+        "--steps",
+        str(args.steps),
+        "--device",
+        args.device,
     ] + (["--grad-checkpointing"] if ckpt else [])
     # A fixed mmap threshold makes glibc return large freed blocks, so RSS follows live tensors.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     if proc.returncode != 0:
-        reason = "out of memory" if proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower() else proc.stderr.strip().splitlines()[-1:]
+        reason = (
+            "out of memory"
+            if proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower()
+            else proc.stderr.strip().splitlines()[-1:]
+        )
         return {"model": model, "ckpt": ckpt, "error": str(reason)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -134,15 +150,24 @@ def main() -> None:
     import fnc
 
     names = args.models.split(",") if "," in args.models else fnc.list_models(args.models)
-    print(f"# {platform.processor() or platform.machine()}, device {args.device}, batch {args.batch_size} x "
-          f"{args.input_size[0]} x {args.input_size[1]}", flush=True)
-    print("| model | images/s | peak GiB | activations GiB | images/s (ckpt) | peak GiB (ckpt) | activations GiB (ckpt) | activations ckpt / plain |")
+    print(
+        f"# {platform.processor() or platform.machine()}, device {args.device}, batch {args.batch_size} x "
+        f"{args.input_size[0]} x {args.input_size[1]}",
+        flush=True,
+    )
+    print(
+        "| model | images/s | peak GiB | activations GiB | images/s (ckpt) | peak GiB (ckpt) | activations GiB (ckpt) | activations ckpt / plain |"
+    )
     print("|---|---|---|---|---|---|---|---|", flush=True)
     for name in names:
         rows = [run_one(args, name, ckpt) for ckpt in (False, True)]
         cells = []
         for r in rows:
-            cells += ["—", r["error"], "—"] if "error" in r else [f"{r['img_s']:.2f}", f"{r['peak_gib']:.2f}", f"{r['act_gib']:.2f}"]
+            cells += (
+                ["—", r["error"], "—"]
+                if "error" in r
+                else [f"{r['img_s']:.2f}", f"{r['peak_gib']:.2f}", f"{r['act_gib']:.2f}"]
+            )
         ratio = f"{rows[1]['act_gib'] / rows[0]['act_gib']:.2f}" if all("error" not in r for r in rows) else "—"
         print(f"| {name} | " + " | ".join(cells) + f" | {ratio} |", flush=True)
 

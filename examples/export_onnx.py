@@ -48,13 +48,17 @@ def main(argv: list[str] | None = None) -> None:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
-    print(f"metadata: {meta['architecture']}, {meta['embed_dim']}-d, input {meta['input_size']}, mean {meta['mean']}, std {meta['std']}")
+    print(
+        f"metadata: {meta['architecture']}, {meta['embed_dim']}-d, input {meta['input_size']}, mean {meta['mean']}, std {meta['std']}"
+    )
     if args.image:
         onnx_emb = session.run(["embeddings"], {"images": preprocess(args.image, meta)})[0]
         torch_emb = fnc.extract(model, [args.image], input_size=args.input_size, progress=False)
         err = float(np.abs(onnx_emb - torch_emb).max())
-        print(f"{args.image}: onnxruntime vs PyTorch max abs difference {err:.2e} "
-              f"(embedding max {float(np.abs(torch_emb).max()):.2f})")
+        print(
+            f"{args.image}: onnxruntime vs PyTorch max abs difference {err:.2e} "
+            f"(embedding max {float(np.abs(torch_emb).max()):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -59,14 +59,26 @@ def main(argv: list[str] | None = None) -> None:
     model = fnc.create_model(args.model, pretrained=not args.no_pretrained)
     # A shorter run than the paper's 120 epochs: warm-up and lr steps scaled to it.
     trainer = Trainer(
-        model, data, args.output,
-        epochs=args.epochs, batch_size=args.batch_size,
-        warmup_epochs=max(1, args.epochs // 12), milestones=(max(2, args.epochs // 3), max(3, 7 * args.epochs // 12)),
-        eval_every=max(1, args.epochs // 4), rerank=True, input_size=args.input_size,
-        num_workers=0 if args.device == "cpu" else 4, device=args.device,
+        model,
+        data,
+        args.output,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        warmup_epochs=max(1, args.epochs // 12),
+        milestones=(max(2, args.epochs // 3), max(3, 7 * args.epochs // 12)),
+        eval_every=max(1, args.epochs // 4),
+        rerank=True,
+        input_size=args.input_size,
+        num_workers=0 if args.device == "cpu" else 4,
+        device=args.device,
     )
     best = trainer.fit()
-    print("best: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in best.items() if k in ("mAP", "rank1", "mAP_rerank", "rank1_rerank")))
+    print(
+        "best: "
+        + ", ".join(
+            f"{k} {100 * v:.1f}%" for k, v in best.items() if k in ("mAP", "rank1", "mAP_rerank", "rank1_rerank")
+        )
+    )
     print(f"model: {Path(args.output) / 'best'} (fnc.create_model(checkpoint_path=...), or fnc-reid push it)")
 
 

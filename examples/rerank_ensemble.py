@@ -60,14 +60,21 @@ def main(argv: list[str] | None = None) -> None:
     # The paper's k1 assumes thousands of images; never more than there are.
     k1 = min(args.k1, len(query) + len(gallery) - 1)
     k2 = min(args.k2, k1)
-    dist = fnc.rerank([feats["FNC"][0], feats["BFE"][0]], [feats["FNC"][1], feats["BFE"][1]],
-                      k1=k1, k2=k2, lambda_value=args.lambda_value, weights=args.weights)
+    dist = fnc.rerank(
+        [feats["FNC"][0], feats["BFE"][0]],
+        [feats["FNC"][1], feats["BFE"][1]],
+        k1=k1,
+        k2=k2,
+        lambda_value=args.lambda_value,
+        weights=args.weights,
+    )
     np.save(args.output, dist)
     print(f"wrote {dist.shape[0]} x {dist.shape[1]} fused, re-ranked distances to {args.output} (k1={k1}, k2={k2})")
 
     q_labels, g_labels = veri_labels(query), veri_labels(gallery)
     if q_labels is None or g_labels is None:
         return
+
     def score(d: np.ndarray) -> str:
         r = fnc.evaluate(d, q_labels[0], g_labels[0], q_labels[1], g_labels[1], protocol="veri")
         return f"mAP {100 * r.mAP:5.1f}%, rank-1 {100 * r.cmc[0]:5.1f}%"

@@ -55,14 +55,18 @@ TRACKERS = {
 
 # (body BGR, width, height, lane centre y, start x, speed px/frame) of the synthetic vehicles.
 _VEHICLES = (
-    ((40, 40, 200), 56, 30, 62, 10.0, 8.0),     # red car, left to right
+    ((40, 40, 200), 56, 30, 62, 10.0, 8.0),  # red car, left to right
     ((200, 120, 30), 60, 32, 128, 300.0, -7.0),  # blue car, right to left
-    ((40, 200, 230), 86, 42, 192, 40.0, 5.0),    # yellow truck, left to right
+    ((40, 200, 230), 86, 42, 192, 40.0, 5.0),  # yellow truck, left to right
 )
 
 
-def synthetic_sequence(num_frames: int = 30, size: tuple[int, int] = (240, 320), seed: int = 0,
-                       missed: tuple[int, range] = (1, range(12, 15))):
+def synthetic_sequence(
+    num_frames: int = 30,
+    size: tuple[int, int] = (240, 320),
+    seed: int = 0,
+    missed: tuple[int, range] = (1, range(12, 15)),
+):
     """Frames of a three-lane road with three moving vehicles, and their true boxes.
 
     Args:
@@ -127,8 +131,7 @@ def read_mot_detections(path: str) -> dict[int, np.ndarray]:
     """MOT-format ``frame,id,x,y,w,h,conf,...`` lines as {frame: (N, 6) x1, y1, x2, y2, conf, cls=0}."""
     rows = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
     if rows.size and rows.shape[1] < 7:
-        raise ValueError(f"{path}: MOT detections need at least 7 columns frame,id,x,y,w,h,conf; "
-                         f"got {rows.shape[1]}")
+        raise ValueError(f"{path}: MOT detections need at least 7 columns frame,id,x,y,w,h,conf; got {rows.shape[1]}")
     by_frame: dict[int, list] = defaultdict(list)
     for frame, _, x, y, w, h, conf in rows[:, :7]:
         by_frame[int(frame)].append([x, y, x + w, y + h, conf, 0])
@@ -172,8 +175,9 @@ def draw_tracks(frame: np.ndarray, paths: dict[int, list], last_boxes: dict[int,
         if tid in last_boxes:
             x1, y1, x2, y2 = (int(c) for c in last_boxes[tid])
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
-            cv2.putText(canvas, f"id {tid}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                canvas, f"id {tid}", (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA
+            )
     # Twice the size so the paths and labels are readable.
     canvas = cv2.resize(canvas, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     cv2.imwrite(save, canvas)
@@ -236,8 +240,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows += 1
     if frame is None:
         raise SystemExit(f"no frames in {args.source}")
-    print(f"{frame_id} frames, {sum(len(d) for d in detections.values())} detections -> {len(paths)} tracks "
-          f"({rows} track boxes) written to {args.output}")
+    print(
+        f"{frame_id} frames, {sum(len(d) for d in detections.values())} detections -> {len(paths)} tracks "
+        f"({rows} track boxes) written to {args.output}"
+    )
     if args.save:
         draw_tracks(frame, paths, last_boxes, args.save)
         print(f"track paths drawn to {args.save}")

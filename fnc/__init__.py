@@ -6,14 +6,13 @@ Implements "Further Non-local and Channel Attention Networks for Vehicle Re-iden
 
 __version__ = "0.1.0"
 
-from fnc import viz
+# The package, not its function: it is callable as rerank(...) and keeps its submodules reachable.
+from fnc import rerank, viz
 from fnc.engine import TrainConfig, Trainer, fit
 from fnc.evaluation import EvalResult, evaluate
 from fnc.export import export_onnx
 from fnc.inference import extract, list_images
 from fnc.models import create_model, get_pretrained_cfg, list_models
-# The package, not its function: it is callable as rerank(...) and keeps its submodules reachable.
-from fnc import rerank
 from fnc.rerank import re_ranking
 
 __all__ = [

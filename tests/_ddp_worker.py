@@ -18,9 +18,24 @@ torch.set_default_dtype(torch.float64)
 torch.manual_seed(0)
 model = fnc.create_model("baseline_resnet50", num_classes=12)
 trainer = Trainer(
-    model, spec, output, epochs=1, batch_size=8, num_instances=2, input_size=(32, 32), lr=1e-3,
-    warmup_epochs=0, flip_p=0.0, padding=0, erase_p=0.0, num_workers=0, progress=False, sync_bn=True,
-    device="cpu", eval_every=0, center_weight=center_weight,
+    model,
+    spec,
+    output,
+    epochs=1,
+    batch_size=8,
+    num_instances=2,
+    input_size=(32, 32),
+    lr=1e-3,
+    warmup_epochs=0,
+    flip_p=0.0,
+    padding=0,
+    erase_p=0.0,
+    num_workers=0,
+    progress=False,
+    sync_bn=True,
+    device="cpu",
+    eval_every=0,
+    center_weight=center_weight,
 )
 trainer.eval_data = None  # only the training is compared
 trainer.fit()

@@ -102,7 +102,10 @@ def write_cityflow(root: Path, n_train: int = 2, n_test: int = 3, size: int = SI
     (root / "train_label.xml").write_bytes((xml % (len(items), "\n".join(items))).encode("gb2312"))
     label_file = root / "eval_labels.csv"
     rows = [("path", "id", "camera")]
-    for split, folder, listing in (("query", "image_query", "name_query.txt"), ("gallery", "image_test", "name_test.txt")):
+    for split, folder, listing in (
+        ("query", "image_query", "name_query.txt"),
+        ("gallery", "image_test", "name_test.txt"),
+    ):
         names = []
         for i, (pid, cam, k) in enumerate(splits[split], 1):
             name = f"{i:06d}.jpg"
@@ -154,4 +157,3 @@ def write_vehicleid(root: Path, n_train: int = 2, n_test: int = 3, size: int = S
     for name, lines in lists.items():
         (root / "train_test_split" / name).write_text("".join(lines))
     return f"vehicleid:{root}"
-

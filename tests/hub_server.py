@@ -51,7 +51,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["MiniHub"]
 
@@ -87,8 +87,15 @@ class _Repo:
 
 
 class MiniHub:
-    def __init__(self, data_dir: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, lfs_threshold: int | None = None, user: str = "test-user"):
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        lfs_threshold: int | None = None,
+        user: str = "test-user",
+    ):
         """token: if set, writes (and reads of private repos) need `Authorization: Bearer <token>`.
         lfs_threshold: files of at least this many bytes are stored as LFS (see module doc)."""
         self._own_dir = data_dir is None
@@ -112,7 +119,7 @@ class MiniHub:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "MiniHub":
+    def start(self) -> MiniHub:
         self._thread = threading.Thread(target=self._server.serve_forever, name="mini-hub", daemon=True)
         self._thread.start()
         return self
@@ -125,7 +132,7 @@ class MiniHub:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> "MiniHub":
+    def __enter__(self) -> MiniHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -168,14 +175,26 @@ class MiniHub:
                 raise HubError(409, None, f"You already created this {repo_type} repo: {repo_id}")
             repo = _Repo(repo_type, repo_id, private)
             self.repos[(repo_type, repo_id)] = repo
-            self._new_commit(repo, "main", None, {".gitattributes": self._entry(_GITATTRIBUTES, False)},
-                             "initial commit", "")
+            self._new_commit(
+                repo, "main", None, {".gitattributes": self._entry(_GITATTRIBUTES, False)}, "initial commit", ""
+            )
             return repo
 
     def _new_commit(self, repo: _Repo, branch: str, parent: str | None, files: dict, title: str, message: str) -> str:
         self._counter += 1
-        sha = hashlib.sha1(json.dumps([repo.repo_id, branch, parent, sorted((k, v["git_oid"]) for k, v in files.items()),
-                                       title, self._counter, time.time()]).encode()).hexdigest()
+        sha = hashlib.sha1(
+            json.dumps(
+                [
+                    repo.repo_id,
+                    branch,
+                    parent,
+                    sorted((k, v["git_oid"]) for k, v in files.items()),
+                    title,
+                    self._counter,
+                    time.time(),
+                ]
+            ).encode()
+        ).hexdigest()
         repo.commits[sha] = {"parent": parent, "files": files, "title": title, "message": message, "date": _now()}
         repo.refs[branch] = sha
         return sha
@@ -193,8 +212,15 @@ class MiniHub:
                 return hits[0]
         raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
 
-    def seed(self, repo_id: str, files: dict[str, bytes | str], repo_type: str = "model",
-             revision: str = "main", message: str = "seed", private: bool = False) -> str:
+    def seed(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | str],
+        repo_type: str = "model",
+        revision: str = "main",
+        message: str = "seed",
+        private: bool = False,
+    ) -> str:
         """Create the repo if needed and commit `files` ({path_in_repo: bytes or local path}). Returns the sha."""
         with self._lock:
             if (repo_type, repo_id) not in self.repos:
@@ -230,9 +256,21 @@ class MiniHub:
                     s["lfs"] = {"sha256": e["sha256"], "size": e["size"], "pointerSize": 134}
             sib.append(s)
         ns = repo.repo_id.split("/")[0] if "/" in repo.repo_id else None
-        info = {"_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id, "author": ns,
-                "sha": sha, "lastModified": c["date"], "createdAt": repo.created_at, "private": repo.private,
-                "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [], "siblings": sib}
+        info = {
+            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "author": ns,
+            "sha": sha,
+            "lastModified": c["date"],
+            "createdAt": repo.created_at,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": sib,
+        }
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
         return info
@@ -264,8 +302,14 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, ctype: str = "application/json",
-              head_length: int | None = None):
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict | None = None,
+        ctype: str = "application/json",
+        head_length: int | None = None,
+    ):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         for k, v in (headers or {}).items():
@@ -312,8 +356,15 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/whoami-v2" and m == "GET":
             if self.hub.token is not None and self._auth() != self.hub.token:
                 raise HubError(401, None, "Invalid credentials in Authorization header")
-            return self._json({"type": "user", "name": self.hub.user, "fullname": self.hub.user, "orgs": [],
-                               "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+            return self._json(
+                {
+                    "type": "user",
+                    "name": self.hub.user,
+                    "fullname": self.hub.user,
+                    "orgs": [],
+                    "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+                }
+            )
         if path == "/api/repos/create" and m == "POST":
             return self._create_repo(json.loads(body or b"{}"))
         if path == "/api/agent-harnesses" and m == "GET":  # user-agent probe when telemetry is on
@@ -334,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/__lfs__/"):
             return self._lfs_object(m, path, body)
         if path.endswith(".git/info/lfs/objects/batch") and m == "POST":
-            rtype, repo_id = self._split_repo(path[1:-len(".git/info/lfs/objects/batch")])
+            rtype, repo_id = self._split_repo(path[1 : -len(".git/info/lfs/objects/batch")])
             return self._lfs_batch(rtype, repo_id, json.loads(body or b"{}"))
         r = re.match(r"^/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$", path)
         if r and m in ("GET", "HEAD"):
@@ -389,20 +440,33 @@ class _Handler(BaseHTTPRequestHandler):
             if verb == "paths-info" and m == "POST":
                 return self._paths_info(repo, rest[1], body)
             if verb == "refs" and m == "GET":
-                br = [{"name": k, "ref": f"refs/heads/{k}", "targetCommit": v}
-                      for k, v in repo.refs.items() if not k.startswith("refs/pr/")]
+                br = [
+                    {"name": k, "ref": f"refs/heads/{k}", "targetCommit": v}
+                    for k, v in repo.refs.items()
+                    if not k.startswith("refs/pr/")
+                ]
                 tg = [{"name": k, "ref": f"refs/tags/{k}", "targetCommit": v} for k, v in repo.tags.items()]
                 out = {"branches": br, "tags": tg, "converts": []}
                 if self.query.get("include_prs", ["0"])[0] in ("1", "true", "True"):
-                    out["pullRequests"] = [{"name": k, "ref": k, "targetCommit": v}
-                                           for k, v in repo.refs.items() if k.startswith("refs/pr/")]
+                    out["pullRequests"] = [
+                        {"name": k, "ref": k, "targetCommit": v}
+                        for k, v in repo.refs.items()
+                        if k.startswith("refs/pr/")
+                    ]
                 return self._json(out)
             if verb == "commits" and m == "GET":
                 sha, out = hub._resolve(repo, rest[1]), []
                 while sha:
                     c = repo.commits[sha]
-                    out.append({"id": sha, "title": c["title"], "message": c["message"], "date": c["date"],
-                                "authors": [{"user": hub.user}]})
+                    out.append(
+                        {
+                            "id": sha,
+                            "title": c["title"],
+                            "message": c["message"],
+                            "date": c["date"],
+                            "authors": [{"user": hub.user}],
+                        }
+                    )
                     sha = c["parent"]
                 return self._json(out)
             if verb == "branch" and m in ("POST", "DELETE"):
@@ -449,7 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(404, "EntryNotFound", f"Path not found: {prefix}")
         dirs, out = set(), []
         for p, e in sorted(under.items()):
-            rel = p[len(base):].split("/")
+            rel = p[len(base) :].split("/")
             for i in range(1, len(rel)):
                 d = base + "/".join(rel[:i])
                 if (recursive or i == 1) and d not in dirs:
@@ -486,7 +550,9 @@ class _Handler(BaseHTTPRequestHandler):
             lfs = self.hub._is_lfs(int(f.get("size", 0)))
             e = files.get(f["path"])
             oid = (e["sha256"] if lfs else e["git_oid"]) if e else None
-            out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
+            out.append(
+                {"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
         self._json({"files": out, "commitOid": sha})
 
     def _commit(self, repo: _Repo, rev: str, body: bytes):
@@ -515,9 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
                 oid = v["oid"]
                 if not os.path.exists(hub._blob_path(oid)):
                     raise HubError(422, None, f"LFS object {oid} was never uploaded")
-                tree[v["path"]] = {"sha256": oid, "size": os.path.getsize(hub._blob_path(oid)),
-                                   "git_oid": _git_oid(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\n".encode()),
-                                   "lfs": True}
+                tree[v["path"]] = {
+                    "sha256": oid,
+                    "size": os.path.getsize(hub._blob_path(oid)),
+                    "git_oid": _git_oid(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\n".encode()),
+                    "lfs": True,
+                }
             elif k == "deletedFile":
                 if v["path"] not in tree:
                     raise HubError(404, "EntryNotFound", f"A file with this name doesn't exist: {v['path']}")
@@ -528,8 +597,15 @@ class _Handler(BaseHTTPRequestHandler):
                     del tree[p]
         sha = hub._new_commit(repo, branch, base, tree, header.get("summary", ""), header.get("description", ""))
         url = hub._url(repo)
-        self._json({"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}", "hookOutput": "",
-                    "pullRequestUrl": f"{url}/discussions/{repo.n_prs}" if create_pr else None})
+        self._json(
+            {
+                "success": True,
+                "commitOid": sha,
+                "commitUrl": f"{url}/commit/{sha}",
+                "hookOutput": "",
+                "pullRequestUrl": f"{url}/discussions/{repo.n_prs}" if create_pr else None,
+            }
+        )
 
     def _lfs_batch(self, rtype: str, repo_id: str, p: dict):
         self._require_write()
@@ -540,13 +616,17 @@ class _Handler(BaseHTTPRequestHandler):
             item = {"oid": o["oid"], "size": o["size"]}
             if not os.path.exists(self.hub._blob_path(o["oid"])):
                 item["authenticated"] = True
-                item["actions"] = {"upload": {"href": f"{self.hub.endpoint}/__lfs__/{o['oid']}"},
-                                   "verify": {"href": f"{self.hub.endpoint}/__lfs__/verify"}}
+                item["actions"] = {
+                    "upload": {"href": f"{self.hub.endpoint}/__lfs__/{o['oid']}"},
+                    "verify": {"href": f"{self.hub.endpoint}/__lfs__/verify"},
+                }
             objs.append(item)
-        self._send(200, json.dumps({"transfer": "basic", "objects": objs}).encode(), ctype="application/vnd.git-lfs+json")
+        self._send(
+            200, json.dumps({"transfer": "basic", "objects": objs}).encode(), ctype="application/vnd.git-lfs+json"
+        )
 
     def _lfs_object(self, m: str, path: str, body: bytes):
-        name = path[len("/__lfs__/"):]
+        name = path[len("/__lfs__/") :]
         if name == "verify" and m == "POST":
             oid = json.loads(body)["oid"]
             if not os.path.exists(self.hub._blob_path(oid)):
@@ -567,7 +647,7 @@ class _Handler(BaseHTTPRequestHandler):
             sha = hub._resolve(repo, rev)
             e = repo.commits[sha]["files"].get(filename)
         if e is None:
-            raise HubError(404, "EntryNotFound", f"{filename} does not exist on \"{rev}\"", {"X-Repo-Commit": sha})
+            raise HubError(404, "EntryNotFound", f'{filename} does not exist on "{rev}"', {"X-Repo-Commit": sha})
         h = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes", "ETag": f'"{e["git_oid"]}"'}
         if e["lfs"]:
             h["X-Linked-Etag"] = f'"{e["sha256"]}"'

@@ -72,7 +72,10 @@ def corrupt_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_create_model_verifies_a_checkpoint_folders_manifest(corrupt_checkpoint):
-    with pytest.raises(CorruptCheckpointError, match=r"best is corrupt: model\.safetensors does not match its SHA-256.*copy the folder again"):
+    with pytest.raises(
+        CorruptCheckpointError,
+        match=r"best is corrupt: model\.safetensors does not match its SHA-256.*copy the folder again",
+    ):
         fnc.create_model(checkpoint_path=corrupt_checkpoint)
 
 
@@ -80,10 +83,23 @@ def test_create_model_verifies_a_checkpoint_folders_manifest(corrupt_checkpoint)
 def test_cli_checkpoint_with_a_bad_manifest_is_refused(corrupt_checkpoint, tmp_path, command):
     if command == "extract":
         Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
-        proc = cli("extract", "baseline_resnet50", tmp_path / "a.png", "-o", tmp_path / "f.npy",
-                   "--checkpoint", corrupt_checkpoint, "--input-size", 32, 32, "--quiet")
+        proc = cli(
+            "extract",
+            "baseline_resnet50",
+            tmp_path / "a.png",
+            "-o",
+            tmp_path / "f.npy",
+            "--checkpoint",
+            corrupt_checkpoint,
+            "--input-size",
+            32,
+            32,
+            "--quiet",
+        )
     else:
-        proc = cli("eval", "--checkpoint", corrupt_checkpoint, "--data", write_veri(tmp_path / "veri", n_train=1, n_test=2))
+        proc = cli(
+            "eval", "--checkpoint", corrupt_checkpoint, "--data", write_veri(tmp_path / "veri", n_train=1, n_test=2)
+        )
     assert_user_error(proc, command, str(corrupt_checkpoint), "model.safetensors does not match its SHA-256")
     assert not (tmp_path / "f.npy").exists()
 
@@ -167,7 +183,9 @@ def _vehicleid_duplicate(root: Path) -> tuple[str, dict]:
     (root / "train_test_split").mkdir()
     (root / "train_test_split" / "train_list.txt").write_text("0000001 10\n0000002 10\n0000003 11\n0000004 11\n")
     # 0000002 is vehicle 10 in the training list and vehicle 20 here.
-    (root / "train_test_split" / "test_list_800.txt").write_text("0000005 20\n0000006 20\n0000002 20\n0000007 21\n0000008 21\n")
+    (root / "train_test_split" / "test_list_800.txt").write_text(
+        "0000005 20\n0000006 20\n0000002 20\n0000007 21\n0000008 21\n"
+    )
     return f"vehicleid:{root}", {"image": str(root / "image" / "0000002.jpg")}
 
 
@@ -180,7 +198,13 @@ def _veriwild_duplicate(root: Path) -> tuple[str, dict]:
 
 @pytest.mark.parametrize(
     "writer",
-    [_csv_with_duplicate, _cityflow_xml_duplicate, _cityflow_label_file_duplicate, _vehicleid_duplicate, _veriwild_duplicate],
+    [
+        _csv_with_duplicate,
+        _cityflow_xml_duplicate,
+        _cityflow_label_file_duplicate,
+        _vehicleid_duplicate,
+        _veriwild_duplicate,
+    ],
     ids=lambda w: w.__name__.strip("_"),
 )
 def test_an_image_under_two_vehicle_ids_is_an_error_listing_it(tmp_path, writer):
@@ -220,7 +244,16 @@ def test_cli_eval_with_holdout_ids_names_them_not_the_flag(tmp_path):
             rows.append((f"images/{pid}_{cam}.png", str(pid), str(cam)))
     with (root / "labels.csv").open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    proc = cli("eval", "--model", "baseline_resnet50", "--no-pretrained", "--data", f"csv:{root / 'labels.csv'}", "--holdout-ids", 1)
+    proc = cli(
+        "eval",
+        "--model",
+        "baseline_resnet50",
+        "--no-pretrained",
+        "--data",
+        f"csv:{root / 'labels.csv'}",
+        "--holdout-ids",
+        1,
+    )
     line = assert_user_error(proc, "eval", "one image per camera")
     assert "pass --label-file or --holdout-ids" not in line
 
@@ -232,8 +265,18 @@ def test_num_instances_1_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"num_instances is 1, but the batch-hard triplet loss needs at least 2"):
         TrainConfig(num_instances=1)
     TrainConfig(num_instances=1, triplet_weight=0.0)  # the ID loss alone needs no pairs
-    proc = cli("train", "--model", "baseline_resnet50", "--no-pretrained", "--data", "csv:/nonexistent.csv",
-               "--output", tmp_path / "run", "--num-instances", 1)
+    proc = cli(
+        "train",
+        "--model",
+        "baseline_resnet50",
+        "--no-pretrained",
+        "--data",
+        "csv:/nonexistent.csv",
+        "--output",
+        tmp_path / "run",
+        "--num-instances",
+        1,
+    )
     assert_user_error(proc, "train", "num_instances=1")
 
 
@@ -245,8 +288,12 @@ def test_extract_refuses_names_that_would_break_the_row_order_file(tmp_path):
     folder.mkdir()
     for name in ("a.png", "b\nc.png", "d\te.png"):
         Image.new("RGB", (16, 16)).save(folder / name, format="PNG")
-    proc = cli("extract", "baseline_resnet50", folder, "-o", tmp_path / "f.npy", "--no-pretrained", "--input-size", 32, 32)
-    assert_user_error(proc, "extract", "2 image path(s) contain a newline or other control character", repr(str(folder / "b\nc.png")))
+    proc = cli(
+        "extract", "baseline_resnet50", folder, "-o", tmp_path / "f.npy", "--no-pretrained", "--input-size", 32, 32
+    )
+    assert_user_error(
+        proc, "extract", "2 image path(s) contain a newline or other control character", repr(str(folder / "b\nc.png"))
+    )
     assert not (tmp_path / "f.npy").exists() and not (tmp_path / "f.txt").exists()
 
 
@@ -264,10 +311,15 @@ def data_with_a_corrupt_image(tmp_path):
 
 def test_trainer_suggests_and_accepts_skip_corrupt(data_with_a_corrupt_image):
     data, broken = data_with_a_corrupt_image
-    tiny = dict(epochs=1, batch_size=8, num_instances=2, input_size=(32, 32), num_workers=0, progress=False, eval_every=0)
+    tiny = dict(
+        epochs=1, batch_size=8, num_instances=2, input_size=(32, 32), num_workers=0, progress=False, eval_every=0
+    )
     torch.manual_seed(0)
     trainer = Trainer(fnc.create_model("baseline_resnet50"), data, None, **tiny)
-    with pytest.raises(CorruptImageError, match=rf"{broken}.*skip_corrupt=True \(ImageDataset, TrainConfig; fnc-reid train --skip-corrupt\)"):
+    with pytest.raises(
+        CorruptImageError,
+        match=rf"{broken}.*skip_corrupt=True \(ImageDataset, TrainConfig; fnc-reid train --skip-corrupt\)",
+    ):
         trainer.fit()
     torch.manual_seed(0)
     trainer = Trainer(fnc.create_model("baseline_resnet50"), data, None, config=TrainConfig(skip_corrupt=True), **tiny)
@@ -289,4 +341,6 @@ def test_extract_suggests_and_accepts_skip_corrupt(data_with_a_corrupt_image):
     feats = fnc.extract(model, paths, input_size=(32, 32), progress=False, skip_corrupt=True, batch_size=2)
     assert feats.shape == (3, 2048)
     assert np.isnan(feats).any(axis=1).tolist() == [True, False, False]
-    np.testing.assert_allclose(feats[1:], fnc.extract(model, paths[1:], input_size=(32, 32), progress=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        feats[1:], fnc.extract(model, paths[1:], input_size=(32, 32), progress=False), rtol=1e-5, atol=1e-5
+    )

@@ -83,7 +83,11 @@ USAGE_CASES = [
     # (id, argv (FILE = the module's plain file), fragments the one line must contain)
     ("train-output-file", (*TRAIN, "--output", "FILE"), ("--output", "is a file")),
     ("train-output-under-file", (*TRAIN, "--output", "FILE/run"), ("--output", "is a file, not a folder")),
-    ("train-output-unwritable", (*TRAIN, "--output", "/proc/fnc-bad-inputs/run"), ("--output", "cannot write in /proc")),
+    (
+        "train-output-unwritable",
+        (*TRAIN, "--output", "/proc/fnc-bad-inputs/run"),
+        ("--output", "cannot write in /proc"),
+    ),
     ("train-protocol", (*TRAIN, "--output", "OUT", "--protocol", "bogus"), ("--protocol", "bogus", "veri, aic")),
     ("train-rerank-k1", (*TRAIN, "--output", "OUT", "--rerank-k1", "-5"), ("--rerank-k1", "-5")),
     ("train-rerank-k2", (*TRAIN, "--output", "OUT", "--rerank-k2", "80"), ("--rerank-k2", "rerank_k1")),
@@ -96,9 +100,17 @@ USAGE_CASES = [
     ("train-betas", (*TRAIN, "--output", "OUT", "--betas", "1.5", "0.9"), ("--betas",)),
     ("train-input-size", (*TRAIN, "--output", "OUT", "--input-size", "100000", "100000"), ("--input-size", "4096")),
     ("train-device-unknown", (*TRAIN, "--output", "OUT", "--device", "tpu"), ("--device", "tpu")),
-    pytest.param("train-device-cuda", (*TRAIN, "--output", "OUT", "--device", "cuda"), ("--device cuda", "no CUDA"),
-                 marks=NO_CUDA),
-    ("train-model", ("train", "--model", "nosuch_net", "--data", f"veri:{MISSING}", "--output", "OUT"), ("nosuch_net",)),
+    pytest.param(
+        "train-device-cuda",
+        (*TRAIN, "--output", "OUT", "--device", "cuda"),
+        ("--device cuda", "no CUDA"),
+        marks=NO_CUDA,
+    ),
+    (
+        "train-model",
+        ("train", "--model", "nosuch_net", "--data", f"veri:{MISSING}", "--output", "OUT"),
+        ("nosuch_net",),
+    ),
     ("train-epochs-type", (*TRAIN, "--output", "OUT", "--epochs", "3.5"), ("--epochs", "3.5")),
     ("eval-rerank-k1", (*EVAL, "--rerank-k1", "-5"), ("--rerank-k1", "-5")),
     ("eval-rerank-lambda", (*EVAL, "--rerank-lambda", "7"), ("--rerank-lambda", "[0, 1]")),
@@ -106,21 +118,37 @@ USAGE_CASES = [
     ("eval-input-size", (*EVAL, "--input-size", "100000", "100000"), ("--input-size", "4096")),
     ("eval-batch-size", (*EVAL, "--batch-size", "0"), ("--batch-size", ">= 1")),
     pytest.param("eval-device-cuda", (*EVAL, "--device", "cuda:0"), ("--device cuda:0", "no CUDA"), marks=NO_CUDA),
-    ("extract-input-size", (*EXTRACT, "-o", "OUT/f.npy", "--input-size", "100000", "100000"), ("--input-size", "4096", "GiB")),
+    (
+        "extract-input-size",
+        (*EXTRACT, "-o", "OUT/f.npy", "--input-size", "100000", "100000"),
+        ("--input-size", "4096", "GiB"),
+    ),
     ("extract-input-size-zero", (*EXTRACT, "-o", "OUT/f.npy", "--input-size", "0", "64"), ("--input-size", "positive")),
-    pytest.param("extract-device-cuda", (*EXTRACT, "-o", "OUT/f.npy", "--device", "cuda"), ("--device cuda", "no CUDA"),
-                 marks=NO_CUDA),
+    pytest.param(
+        "extract-device-cuda",
+        (*EXTRACT, "-o", "OUT/f.npy", "--device", "cuda"),
+        ("--device cuda", "no CUDA"),
+        marks=NO_CUDA,
+    ),
     ("extract-device-unknown", (*EXTRACT, "-o", "OUT/f.npy", "--device", "gpu0"), ("--device", "gpu0")),
     ("extract-output-suffix", (*EXTRACT, "-o", "OUT/f.txt"), ("-o", ".npy")),
     ("extract-output-folder", (*EXTRACT, "-o", "DIR.npy"), ("-o", "is a folder")),
     ("extract-output-under-file", (*EXTRACT, "-o", "FILE/f.npy"), ("-o", "is a file, not a folder")),
     ("extract-workers", (*EXTRACT, "-o", "OUT/f.npy", "--num-workers", "-1"), ("--num-workers", ">= 0")),
     ("extract-model", ("extract", "nosuch_net", f"{MISSING}/images", "-o", "OUT/f.npy"), ("nosuch_net",)),
-    ("rerank-weights-inf", (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "inf", "1"), ("--weights", "finite", "inf")),
+    (
+        "rerank-weights-inf",
+        (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "inf", "1"),
+        ("--weights", "finite", "inf"),
+    ),
     ("rerank-weights-nan", (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "nan", "1"), ("--weights", "nan")),
     ("rerank-weights-negative", (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "1", "-1"), ("--weights", ">= 0")),
     ("rerank-weights-zero", (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "0", "0"), ("--weights", "all 0")),
-    ("rerank-weights-count", (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "1"), ("--weights", "one weight per model (2")),
+    (
+        "rerank-weights-count",
+        (*RERANK, "--fuse", "a.npy", "b.npy", "--weights", "1"),
+        ("--weights", "one weight per model (2"),
+    ),
     ("rerank-k1", (*RERANK, "--k1", "-5"), ("--k1", "-5")),
     ("rerank-lambda", (*RERANK, "--lambda", "7"), ("--lambda", "[0, 1]")),
     ("rerank-lambda-inf", (*RERANK, "--lambda", "inf"), ("--lambda",)),
@@ -284,8 +312,16 @@ PIDS = torch.tensor([0, 0, 1, 1])
         (lambda: cross_entropy_loss(torch.zeros(0, 3), PIDS[:0]), ValueError, "empty batch: logits"),
         (lambda: CenterLoss(2, 8)(FEAT, None), TypeError, "pids"),
     ],
-    ids=["triplet-str", "triplet-float-pids", "triplet-int-feat", "triplet-empty", "ce-list", "ce-float-pids",
-         "ce-empty", "center-none"],
+    ids=[
+        "triplet-str",
+        "triplet-float-pids",
+        "triplet-int-feat",
+        "triplet-empty",
+        "ce-list",
+        "ce-float-pids",
+        "ce-empty",
+        "center-none",
+    ],
 )
 def test_loss_inputs(call, error, fragment):
     with pytest.raises(error, match=fragment):
@@ -303,10 +339,18 @@ DIST = np.random.default_rng(0).random((3, 4)).astype(np.float32)
 @pytest.mark.parametrize(
     ("args", "error", "fragment"),
     [
-        ((DIST, np.array(["a", "b", "c"]), np.arange(4), np.zeros(3), np.ones(4)), TypeError, "q_pids must hold integers"),
+        (
+            (DIST, np.array(["a", "b", "c"]), np.arange(4), np.zeros(3), np.ones(4)),
+            TypeError,
+            "q_pids must hold integers",
+        ),
         ((DIST, np.arange(3), np.arange(4), None, np.ones(4)), TypeError, "q_camids is None"),
         ((DIST, np.arange(3), np.arange(4), np.zeros(3), None), TypeError, "g_camids is None"),
-        ((np.array([["x"]]), np.arange(1), np.arange(1), np.zeros(1), np.ones(1)), TypeError, "distmat must be a numeric"),
+        (
+            (np.array([["x"]]), np.arange(1), np.arange(1), np.zeros(1), np.ones(1)),
+            TypeError,
+            "distmat must be a numeric",
+        ),
         ((DIST[:0], np.arange(0), np.arange(4), np.zeros(0), np.ones(4)), ValueError, "empty query"),
     ],
     ids=["str-pids", "q-camids-none", "g-camids-none", "str-distmat", "zero-query"],
@@ -324,13 +368,16 @@ def test_evaluate_accepts_float64_and_lists():
 # --------------------------------------------------------------------------- ONNX export
 
 
-@pytest.mark.parametrize(("opset", "error", "fragment"), [
-    (1, ValueError, "opset must be in [14"),
-    (13, ValueError, "scaled_dot_product_attention"),
-    (10_000, ValueError, "opset must be in"),
-    ("17", TypeError, "opset must be an int"),
-    (True, TypeError, "opset must be an int"),
-])
+@pytest.mark.parametrize(
+    ("opset", "error", "fragment"),
+    [
+        (1, ValueError, "opset must be in [14"),
+        (13, ValueError, "scaled_dot_product_attention"),
+        (10_000, ValueError, "opset must be in"),
+        ("17", TypeError, "opset must be an int"),
+        (True, TypeError, "opset must be an int"),
+    ],
+)
 def test_export_opset_checked_first(model, tmp_path, opset, error, fragment):
     pytest.importorskip("onnx")
     with pytest.raises(error) as e:
@@ -403,8 +450,20 @@ def test_worker_error_is_unwrapped():
 
 
 def test_extract_corrupt_image_in_a_worker_is_one_line(capsys, images, tmp_path):
-    argv = ("extract", "baseline_resnet50", images, "-o", tmp_path / "f.npy", "--no-pretrained",
-            "--input-size", "64", "64", "--num-workers", "1", "--quiet")
+    argv = (
+        "extract",
+        "baseline_resnet50",
+        images,
+        "-o",
+        tmp_path / "f.npy",
+        "--no-pretrained",
+        "--input-size",
+        "64",
+        "64",
+        "--num-workers",
+        "1",
+        "--quiet",
+    )
     line = assert_one_line(in_process(capsys, *argv), 2, "extract", "1.png", "--skip-corrupt")
     assert "DataLoader worker" not in line
     assert not (tmp_path / "f.npy").exists()

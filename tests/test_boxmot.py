@@ -90,10 +90,16 @@ def test_botsort_keeps_three_vehicle_ids_and_calls_the_model(model, sequence):
     np.testing.assert_allclose(reid.calls[0], detections[0][:, :4], atol=1e-4)
 
 
-@pytest.mark.parametrize("name, options", [
-    ("StrongSort", {}), ("DeepOcSort", {}), ("HybridSort", {}), ("OccluBoost", {}),
-    ("BoostTrack", {"use_embeddings": True}),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("StrongSort", {}),
+        ("DeepOcSort", {}),
+        ("HybridSort", {}),
+        ("OccluBoost", {}),
+        ("BoostTrack", {"use_embeddings": True}),
+    ],
+)
 def test_other_appearance_trackers_call_the_model(model, sequence, name, options):
     frames, detections, _ = sequence
     reid = CountingAppearanceModel(model)
@@ -144,13 +150,22 @@ def test_boxes_are_clipped_to_the_frame(model):
 def test_output_contract(model):
     reid = AppearanceModel(model, batch_size=2)
     frame = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    boxes = np.array([[0, 0, 40, 30, 0.9, 0], [50, 60, 120, 100, 0.8, 2], [10, 10, 300, 230, 0.5, 0],
-                      [200, 100, 260, 180, 0.7, 1], [5, 5, 25, 60, 0.95, 0]], np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 40, 30, 0.9, 0],
+            [50, 60, 120, 100, 0.8, 2],
+            [10, 10, 300, 230, 0.5, 0],
+            [200, 100, 260, 180, 0.7, 1],
+            [5, 5, 25, 60, 0.95, 0],
+        ],
+        np.float32,
+    )
     feats = reid.get_features(boxes, frame)  # boxmot's (N, 6) rows: the box is the first four columns
     assert feats.shape == (5, model.embed_dim) and feats.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(feats, AppearanceModel(model, batch_size=32).get_features(boxes[:, :4], frame),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        feats, AppearanceModel(model, batch_size=32).get_features(boxes[:, :4], frame), atol=1e-5
+    )
     for empty in (np.empty((0, 4)), [], np.empty((0, 6), np.float32)):
         out = reid.get_features(empty, frame)
         assert out.shape == (0, model.embed_dim) and out.dtype == np.float32
@@ -188,22 +203,42 @@ def test_built_from_a_checkpoint_folder(model, tmp_path):
     model.save_pretrained(tmp_path / "ckpt")
     reid = AppearanceModel(tmp_path / "ckpt")
     frame = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    np.testing.assert_allclose(reid.get_features([[10, 10, 90, 70]], frame),
-                               AppearanceModel(model).get_features([[10, 10, 90, 70]], frame), atol=1e-5)
+    np.testing.assert_allclose(
+        reid.get_features([[10, 10, 90, 70]], frame),
+        AppearanceModel(model).get_features([[10, 10, 90, 70]], frame),
+        atol=1e-5,
+    )
     assert reid.input_size == (64, 64)
 
 
 def test_fnc_never_imports_boxmot():
-    code = ("import sys, fnc, fnc.integrations, fnc.integrations.boxmot, fnc.models, fnc.inference; "
-            "assert 'boxmot' not in sys.modules, 'fnc imported boxmot'")
+    code = (
+        "import sys, fnc, fnc.integrations, fnc.integrations.boxmot, fnc.models, fnc.inference; "
+        "assert 'boxmot' not in sys.modules, 'fnc imported boxmot'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env=ENV, timeout=120)
 
 
 def test_example_tracks_a_synthetic_road(tmp_path):
     args = ["--no-pretrained", "--model", "baseline_resnet50", "--input-size", "64", "64"]
-    proc = subprocess.run([sys.executable, str(EXAMPLE), "--synthetic", tmp_path / "road", *args,
-                           "-o", tmp_path / "tracks.txt", "--save", tmp_path / "tracks.png"],
-                          check=False, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "--synthetic",
+            tmp_path / "road",
+            *args,
+            "-o",
+            tmp_path / "tracks.txt",
+            "--save",
+            tmp_path / "tracks.png",
+        ],
+        check=False,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "30 frames, 85 detections -> 3 tracks" in proc.stdout
     rows = np.loadtxt(tmp_path / "tracks.txt", delimiter=",", ndmin=2)

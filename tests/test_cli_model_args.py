@@ -27,8 +27,25 @@ _BESIDE = Path(sys.executable).parent / "fnc-reid"
 EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
 REPO = str(Path(__file__).resolve().parents[1])
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=REPO)
-TINY = ["--batch-size", "8", "--num-instances", "2", "--input-size", "32", "32", "--epochs", "1",
-        "--num-workers", "0", "--eval-every", "0", "--no-progress", "--no-pretrained", "--device", "cpu"]
+TINY = [
+    "--batch-size",
+    "8",
+    "--num-instances",
+    "2",
+    "--input-size",
+    "32",
+    "32",
+    "--epochs",
+    "1",
+    "--num-workers",
+    "0",
+    "--eval-every",
+    "0",
+    "--no-progress",
+    "--no-pretrained",
+    "--device",
+    "cpu",
+]
 
 
 def cli(*args) -> subprocess.CompletedProcess:
@@ -47,12 +64,22 @@ def one_error_line(proc: subprocess.CompletedProcess, command: str) -> str:
 @pytest.mark.parametrize(
     ("text", "annotation", "expected"),
     [
-        ("true", bool, True), ("Yes", bool, True), ("1", bool, True),
-        ("false", bool, False), ("no", bool, False), ("0", bool, False),
-        ("3", int, 3), ("0.25", float, 0.25), ("add", str, "add"),
-        ("none", str | None, None), ("None", str | None, None), ("sab", str | None, "sab"),
-        ("0,2,3,0", Sequence[int], (0, 2, 3, 0)), ("1, 2", list[int], [1, 2]),
-        ("288,384", tuple[int, int], (288, 384)), ("b", Literal["a", "b"], "b"),
+        ("true", bool, True),
+        ("Yes", bool, True),
+        ("1", bool, True),
+        ("false", bool, False),
+        ("no", bool, False),
+        ("0", bool, False),
+        ("3", int, 3),
+        ("0.25", float, 0.25),
+        ("add", str, "add"),
+        ("none", str | None, None),
+        ("None", str | None, None),
+        ("sab", str | None, "sab"),
+        ("0,2,3,0", Sequence[int], (0, 2, 3, 0)),
+        ("1, 2", list[int], [1, 2]),
+        ("288,384", tuple[int, int], (288, 384)),
+        ("b", Literal["a", "b"], "b"),
     ],
 )
 def test_values_are_typed_from_the_annotation(text, annotation, expected):
@@ -62,7 +89,14 @@ def test_values_are_typed_from_the_annotation(text, annotation, expected):
 
 @pytest.mark.parametrize(
     ("text", "annotation"),
-    [("maybe", bool), ("1.5", int), ("x", float), ("0,two", Sequence[int]), ("1,2,3", tuple[int, int]), ("c", Literal["a", "b"])],
+    [
+        ("maybe", bool),
+        ("1.5", int),
+        ("x", float),
+        ("0,two", Sequence[int]),
+        ("1,2,3", tuple[int, int]),
+        ("c", Literal["a", "b"]),
+    ],
 )
 def test_values_of_another_type_are_refused(text, annotation):
     with pytest.raises(ValueError):
@@ -80,7 +114,10 @@ def test_model_arguments_are_the_constructor_s_and_check_create_model():
     assert params["separate"].annotation is bool and params["fuse"].default == "multiply"
     assert set(model_arguments("baseline_resnet50")) >= {"attention", "non_local", "pooling"}
     assert parse_model_args(["separate=0", "fuse=add", "sab-reduction=4"], "fnc_resnet50") == {
-        "separate": False, "fuse": "add", "sab_reduction": 4}
+        "separate": False,
+        "fuse": "add",
+        "sab_reduction": 4,
+    }
     with pytest.raises(UsageError, match="expected KEY=VALUE"):
         parse_model_args(["separate"], "fnc_resnet50")
     with pytest.raises(ValueError, match="Unknown model"):
@@ -126,8 +163,24 @@ def test_extract_with_model_args(tmp_path):
     for i in range(3):
         Image.fromarray(np.full((20, 24, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     out = tmp_path / "f.npy"
-    proc = cli("extract", "fnc_resnet50", str(tmp_path), "-o", out, "--no-pretrained", "--quiet", "--input-size", "32", "32",
-               "--model-arg", "spatial_dim=16", "--model-arg", "channel_dim=8", "--model-arg", "fuse=add")
+    proc = cli(
+        "extract",
+        "fnc_resnet50",
+        str(tmp_path),
+        "-o",
+        out,
+        "--no-pretrained",
+        "--quiet",
+        "--input-size",
+        "32",
+        "32",
+        "--model-arg",
+        "spatial_dim=16",
+        "--model-arg",
+        "channel_dim=8",
+        "--model-arg",
+        "fuse=add",
+    )
     assert proc.returncode == 0, proc.stderr
     assert np.load(out).shape == (3, 24)
 

@@ -106,8 +106,20 @@ def test_extract_writes_features_and_row_order(images, tmp_path):
     model = fnc.create_model("baseline_resnet50")
     model.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "feats" / "q.npy"
-    proc = cli("extract", "baseline_resnet50", images / "query", images / "gallery" / "00.png", "-o", out,
-               "--checkpoint", tmp_path / "ckpt", "--input-size", 32, 32, "--quiet")
+    proc = cli(
+        "extract",
+        "baseline_resnet50",
+        images / "query",
+        images / "gallery" / "00.png",
+        "-o",
+        out,
+        "--checkpoint",
+        tmp_path / "ckpt",
+        "--input-size",
+        32,
+        32,
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     feats = np.load(out)
     rows = out.with_suffix(".txt").read_text().splitlines()
@@ -122,11 +134,21 @@ def test_extract_writes_features_and_row_order(images, tmp_path):
 def test_extract_user_mistakes(images, tmp_path, capsys):
     base = ["fnc_resnet50", "--no-pretrained", "--input-size", 32, 32]
     assert_user_error(cli("extract", *base, tmp_path / "missing", "-o", tmp_path / "f.npy"), "extract", "missing")
-    assert_user_error(in_process(capsys, "extract", *base, images / "query", "-o", tmp_path / "f.csv"), "extract", ".npy")
-    assert_user_error(in_process(capsys, "extract", "fnc_resnet5", images / "query", "-o", tmp_path / "f.npy"),
-                      "extract", "fnc_resnet50")
-    assert_user_error(in_process(capsys, "extract", *base, images / "query", "-o", tmp_path / "f.npy",
-                                 "--checkpoint", tmp_path / "nope"), "extract", "--checkpoint")
+    assert_user_error(
+        in_process(capsys, "extract", *base, images / "query", "-o", tmp_path / "f.csv"), "extract", ".npy"
+    )
+    assert_user_error(
+        in_process(capsys, "extract", "fnc_resnet5", images / "query", "-o", tmp_path / "f.npy"),
+        "extract",
+        "fnc_resnet50",
+    )
+    assert_user_error(
+        in_process(
+            capsys, "extract", *base, images / "query", "-o", tmp_path / "f.npy", "--checkpoint", tmp_path / "nope"
+        ),
+        "extract",
+        "--checkpoint",
+    )
     missing_arg = cli("extract", "fnc_resnet50", images / "query")  # argparse: -o is required
     assert missing_arg.returncode == 2 and "-o/--output" in missing_arg.stderr and "Traceback" not in missing_arg.stderr
 
@@ -137,12 +159,41 @@ def test_rerank_single_and_fused(tmp_path):
     q2, g2 = torch.randn(4, 8, generator=g).numpy(), torch.randn(12, 8, generator=g).numpy()
     for name, arr in dict(q1=q1, g1=g1, q2=q2, g2=g2).items():
         np.save(tmp_path / f"{name}.npy", arr)
-    proc = cli("rerank", tmp_path / "q1.npy", tmp_path / "g1.npy", "-o", tmp_path / "d.npy", "--k1", 6, "--k2", 3, "--lambda", 0.3)
+    proc = cli(
+        "rerank",
+        tmp_path / "q1.npy",
+        tmp_path / "g1.npy",
+        "-o",
+        tmp_path / "d.npy",
+        "--k1",
+        6,
+        "--k2",
+        3,
+        "--lambda",
+        0.3,
+    )
     assert proc.returncode == 0, proc.stderr
-    np.testing.assert_allclose(np.load(tmp_path / "d.npy"), fnc.rerank(q1, g1, k1=6, k2=3, lambda_value=0.3), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "d.npy"), fnc.rerank(q1, g1, k1=6, k2=3, lambda_value=0.3), rtol=1e-6, atol=1e-7
+    )
 
-    proc = cli("rerank", tmp_path / "q1.npy", tmp_path / "g1.npy", "--fuse", tmp_path / "q2.npy", tmp_path / "g2.npy",
-               "--weights", 1, 0.5, "-o", tmp_path / "fused.npy", "--k1", 6, "--k2", 3)
+    proc = cli(
+        "rerank",
+        tmp_path / "q1.npy",
+        tmp_path / "g1.npy",
+        "--fuse",
+        tmp_path / "q2.npy",
+        tmp_path / "g2.npy",
+        "--weights",
+        1,
+        0.5,
+        "-o",
+        tmp_path / "fused.npy",
+        "--k1",
+        6,
+        "--k2",
+        3,
+    )
     assert proc.returncode == 0, proc.stderr
     expected = fnc.rerank([q1, q2], [g1, g2], k1=6, k2=3, lambda_value=0.1, weights=[1, 0.5])
     np.testing.assert_allclose(np.load(tmp_path / "fused.npy"), expected, rtol=1e-6, atol=1e-7)

@@ -21,13 +21,51 @@ from _train_helpers import write_csv, write_veri  # noqa: E402
 
 # See test_train.py: settings that learn in a few dozen CPU steps; the defaults stay the paper's.
 FAST = [
-    "--batch-size", "16", "--num-instances", "4", "--input-size", "32", "32", "--lr", "1e-2",
-    "--warmup-epochs", "0", "--lookahead-alpha", "1.0", "--betas", "0.9", "0.99", "--padding", "0",
-    "--erase-p", "0", "--num-workers", "0", "--eval-every", "0", "--no-progress", "--no-pretrained",
+    "--batch-size",
+    "16",
+    "--num-instances",
+    "4",
+    "--input-size",
+    "32",
+    "32",
+    "--lr",
+    "1e-2",
+    "--warmup-epochs",
+    "0",
+    "--lookahead-alpha",
+    "1.0",
+    "--betas",
+    "0.9",
+    "0.99",
+    "--padding",
+    "0",
+    "--erase-p",
+    "0",
+    "--num-workers",
+    "0",
+    "--eval-every",
+    "0",
+    "--no-progress",
+    "--no-pretrained",
 ]
 TINY = [
-    "--model", "baseline_resnet50", "--batch-size", "8", "--num-instances", "2", "--input-size", "32", "32",
-    "--num-workers", "0", "--eval-every", "0", "--no-progress", "--no-pretrained", "--device", "cpu",
+    "--model",
+    "baseline_resnet50",
+    "--batch-size",
+    "8",
+    "--num-instances",
+    "2",
+    "--input-size",
+    "32",
+    "32",
+    "--num-workers",
+    "0",
+    "--eval-every",
+    "0",
+    "--no-progress",
+    "--no-pretrained",
+    "--device",
+    "cpu",
 ]
 SUBPROCESS_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
@@ -53,10 +91,44 @@ def test_cli_training_raises_map(tmp_path, capsys):
     # 4 images per camera: 9 steps per epoch, so 4 epochs (and 4 checkpoint writes) make 36 steps.
     spec = write_csv(tmp_path / "data", n_train=4)
     base = ["--data", spec, "--json"]
-    assert main(["eval", "--model", "baseline_resnet50", "--no-pretrained", "--seed", "1", "--input-size", "32", "32", *base]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "baseline_resnet50",
+                "--no-pretrained",
+                "--seed",
+                "1",
+                "--input-size",
+                "32",
+                "32",
+                *base,
+            ]
+        )
+        == 0
+    )
     before = _json_line(capsys.readouterr().out)
     out = tmp_path / "run"
-    assert main(["train", "--model", "baseline_resnet50", "--data", spec, "--output", str(out), "--epochs", "4", "--seed", "1", *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "baseline_resnet50",
+                "--data",
+                spec,
+                "--output",
+                str(out),
+                "--epochs",
+                "4",
+                "--seed",
+                "1",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     # The checkpoint records its 32 x 32 training size, so no --input-size is needed here.
     assert main(["eval", "--checkpoint", str(out / "best"), "--rerank", *base]) == 0
@@ -85,10 +157,19 @@ def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     spec = write_csv(tmp_path / "data", n_train=1)  # 3 steps per epoch
     train = ["train", "--data", spec, "--epochs", "2", *TINY]
     # The uninterrupted run and the one to kill run side by side, to overlap their start-up.
-    straight = subprocess.Popen(_cli(*train, "--output", str(tmp_path / "a")), env=SUBPROCESS_ENV,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(_cli(*train, "--output", str(tmp_path / "b")), env=SUBPROCESS_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    straight = subprocess.Popen(
+        _cli(*train, "--output", str(tmp_path / "a")),
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc = subprocess.Popen(
+        _cli(*train, "--output", str(tmp_path / "b")),
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = tmp_path / "b" / "last"
     deadline = time.monotonic() + 240
     while _epoch_of(last) is None and proc.poll() is None and time.monotonic() < deadline:
@@ -102,7 +183,9 @@ def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     straight_out, straight_err = straight.communicate(timeout=300)
     assert straight.returncode == 0, straight_err
 
-    resumed = subprocess.run(_cli(*train, "--output", str(tmp_path / "b"), "--resume"), env=SUBPROCESS_ENV, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _cli(*train, "--output", str(tmp_path / "b"), "--resume"), env=SUBPROCESS_ENV, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {last} at epoch 1/2" in resumed.stderr
     a = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
@@ -117,8 +200,14 @@ def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     "argv, needle",
     [
         (["train", "--model", "no_such_model", "--output", "{tmp}/o", "--data", "{veri}"], "Unknown model"),
-        (["train", "--model", "baseline_resnet50", "--output", "{tmp}/o", "--data", "veri:{tmp}/missing"], "does not exist"),
-        (["train", "--model", "baseline_resnet50", "--output", "{tmp}/o", "--data", "{veri}", "--holdout-ids", "2"], "--holdout-ids"),
+        (
+            ["train", "--model", "baseline_resnet50", "--output", "{tmp}/o", "--data", "veri:{tmp}/missing"],
+            "does not exist",
+        ),
+        (
+            ["train", "--model", "baseline_resnet50", "--output", "{tmp}/o", "--data", "{veri}", "--holdout-ids", "2"],
+            "--holdout-ids",
+        ),
         (["eval", "--model", "baseline_resnet50", "--no-pretrained", "--data", "pascal:{tmp}"], "FORMAT:PATH"),
         (["eval", "--checkpoint", "{tmp}/nothing", "--data", "{veri}"], "does not exist"),
     ],

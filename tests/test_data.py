@@ -89,8 +89,12 @@ def test_veri776_missing_and_empty_folders(veri_root):
 
 def test_market1501_junk_and_distractors(tmp_path):
     root = tmp_path / "Market"
-    for name in ["0002_c1s1_000451_03.jpg", "0002_c2s1_000551_01.jpg", "0007_c3s1_000100_01.jpg",
-                 "-1_c1s1_000401_03.jpg"]:
+    for name in [
+        "0002_c1s1_000451_03.jpg",
+        "0002_c2s1_000551_01.jpg",
+        "0007_c3s1_000100_01.jpg",
+        "-1_c1s1_000401_03.jpg",
+    ]:
         _img(root / "bounding_box_train" / name)
     _img(root / "query" / "0003_c1s1_000100_00.jpg")
     for name in ["0003_c2s1_000200_01.jpg", "0000_c1s1_000000_01.jpg", "-1_c3s1_000001_01.jpg"]:
@@ -126,9 +130,13 @@ TRAIN_ITEMS = [
 
 
 def _train_label_xml(items, encoding="gb2312") -> bytes:
-    lines = [f'<?xml version="1.0" encoding="{encoding}"?>', '<TrainingImages Version="1.0">',
-             # A non-ASCII comment, so the declared multi-byte encoding actually matters.
-             "<!-- 车辆重识别 训练标签 -->", f'<Items number="{len(items)}">']
+    lines = [
+        f'<?xml version="1.0" encoding="{encoding}"?>',
+        '<TrainingImages Version="1.0">',
+        # A non-ASCII comment, so the declared multi-byte encoding actually matters.
+        "<!-- 车辆重识别 训练标签 -->",
+        f'<Items number="{len(items)}">',
+    ]
     lines += [f'<Item imageName="{n}" vehicleID="{v}" cameraID="{c}" />' for n, v, c in items]
     lines += ["</Items>", "</TrainingImages>"]
     return "\r\n".join(lines).encode(encoding)
@@ -153,8 +161,12 @@ def test_cityflow_gb2312_train_labels(cityflow_root):
     assert read_train_label_xml(cityflow_root / "train_label.xml")[0] == ("000001.jpg", 1, 1)
     ds = read_cityflow(cityflow_root)
     assert [(Path(r.path).name, r.pid, r.camid) for r in ds.train] == [
-        ("000001.jpg", 0, 1), ("000002.jpg", 0, 1), ("000003.jpg", 0, 2),
-        ("000004.jpg", 1, 1), ("000005.jpg", 2, 3), ("000006.jpg", 2, 4),
+        ("000001.jpg", 0, 1),
+        ("000002.jpg", 0, 1),
+        ("000003.jpg", 0, 2),
+        ("000004.jpg", 1, 1),
+        ("000005.jpg", 2, 3),
+        ("000006.jpg", 2, 4),
     ]
     assert ds.pid_map == {1: 0, 2: 1, 7: 2}
     assert ds.query == [] and ds.gallery == []  # test labels are private
@@ -225,7 +237,9 @@ def test_cityflow_bad_train_label_xml_names_file(cityflow_root, xml, message):
 
 def test_cityflow_utf8_without_declaration(tmp_path):
     path = tmp_path / "labels.xml"
-    path.write_text('<TrainingImages><Items><Item imageName="a.jpg" vehicleID="12" cameraID="c040"/></Items></TrainingImages>')
+    path.write_text(
+        '<TrainingImages><Items><Item imageName="a.jpg" vehicleID="12" cameraID="c040"/></Items></TrainingImages>'
+    )
     assert read_train_label_xml(path) == [("a.jpg", 12, 40)]
 
 
@@ -321,7 +335,9 @@ def test_holdout_needs_identities_left():
 
 
 def test_image_dataset_converts_modes(tmp_path):
-    records = [Record(str(_img(tmp_path / f"{mode}.png", mode)), i, 0) for i, mode in enumerate(["L", "RGBA", "P", "RGB"])]
+    records = [
+        Record(str(_img(tmp_path / f"{mode}.png", mode)), i, 0) for i, mode in enumerate(["L", "RGBA", "P", "RGB"])
+    ]
     ds = ImageDataset(records, build_transforms((32, 24), train=False))
     for i in range(len(ds)):
         image, pid, camid = ds[i]
@@ -347,7 +363,11 @@ def test_truncated_image_raises(tmp_path):
 def test_skip_corrupt_substitutes_same_identity_and_counts(tmp_path, caplog):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")
-    records = [Record(str(_img(tmp_path / "x.jpg")), 0, 0), Record(str(bad), 1, 2), Record(str(_img(tmp_path / "y.jpg")), 1, 3)]
+    records = [
+        Record(str(_img(tmp_path / "x.jpg")), 0, 0),
+        Record(str(bad), 1, 2),
+        Record(str(_img(tmp_path / "y.jpg")), 1, 3),
+    ]
     ds = ImageDataset(records, build_transforms((8, 8), train=False), skip_corrupt=True)
     with caplog.at_level(logging.WARNING, logger="fnc.data.dataset"):
         image, pid, camid = ds[1]
@@ -461,7 +481,9 @@ def test_pk_sampler_validates_arguments():
 def test_dataloader_end_to_end(tmp_path):
     records = [Record(str(_img(tmp_path / f"{pid}_{i}.jpg")), pid, i % 2) for pid in range(4) for i in range(3)]
     sampler = PKSampler(records, num_instances=2, batch_size=4, seed=0)
-    loader = DataLoader(ImageDataset(records, build_transforms((16, 8))), batch_size=sampler.local_batch_size, sampler=sampler)
+    loader = DataLoader(
+        ImageDataset(records, build_transforms((16, 8))), batch_size=sampler.local_batch_size, sampler=sampler
+    )
     images, pids, camids = next(iter(loader))
     assert images.shape == (4, 3, 16, 8) and pids.tolist()[0] == pids.tolist()[1]
     assert len(loader) == len(sampler) // 4

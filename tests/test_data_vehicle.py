@@ -20,8 +20,16 @@ def _img(path: Path) -> None:
 
 # train: ids 10, 11 (3 images each); test_list_800: ids 20 (4 images), 21 (3), 22 (1).
 _VID_TRAIN = [("0000001", 10), ("0000002", 10), ("0000003", 10), ("0000004", 11), ("0000005", 11), ("0000006", 11)]
-_VID_TEST = [("0000101", 20), ("0000102", 20), ("0000103", 20), ("0000104", 20),
-             ("0000105", 21), ("0000106", 21), ("0000107", 21), ("0000108", 22)]
+_VID_TEST = [
+    ("0000101", 20),
+    ("0000102", 20),
+    ("0000103", 20),
+    ("0000104", 20),
+    ("0000105", 21),
+    ("0000106", 21),
+    ("0000107", 21),
+    ("0000108", 22),
+]
 
 
 @pytest.fixture
@@ -125,7 +133,8 @@ def _veriwild(root: Path, alt_names: bool = False) -> Path:
 
     train_name, gallery_name, query_name = (
         ("train_list_start0.txt", "test_3000_id.txt", "test_3000_id_query.txt")
-        if alt_names else ("train_list.txt", "test_3000.txt", "test_3000_query.txt")
+        if alt_names
+        else ("train_list.txt", "test_3000.txt", "test_3000_query.txt")
     )
     (split / train_name).write_text(lines(_WILD_TRAIN))
     (split / gallery_name).write_text(lines(_WILD_GALLERY))
@@ -142,8 +151,10 @@ def test_veriwild_reads_layout(veriwild_root):
     ds = read_dataset(f"veriwild:{veriwild_root}", test_size=3000)
     assert ds.protocol == "veri" and ds.pid_map == {1: 0, 2: 1}
     assert [(Path(r.path).parent.name, Path(r.path).name, r.pid, r.camid) for r in ds.train] == [
-        ("00001", "000001.jpg", 0, 3), ("00001", "000002.jpg", 0, 5),
-        ("00002", "000003.jpg", 1, 3), ("00002", "000004.jpg", 1, 4),
+        ("00001", "000001.jpg", 0, 3),
+        ("00001", "000002.jpg", 0, 5),
+        ("00002", "000003.jpg", 1, 3),
+        ("00002", "000004.jpg", 1, 4),
     ]
     assert [(r.pid, r.camid) for r in ds.gallery] == [(7, 1), (7, 2), (8, 1), (8, 9)]
     assert [(r.pid, r.camid) for r in ds.query] == [(7, 2), (8, 1)]
@@ -176,10 +187,22 @@ def test_veriwild_missing_split_files_listed_in_one_error(veriwild_root):
 @pytest.mark.parametrize(
     ("file", "body", "message"),
     [
-        ("vehicle_info.txt", "header\n00001/000001;3;t;m;t;c\n00001/000002\n", r"vehicle_info\.txt:3: expected 'vid/imgid;camera"),
+        (
+            "vehicle_info.txt",
+            "header\n00001/000001;3;t;m;t;c\n00001/000002\n",
+            r"vehicle_info\.txt:3: expected 'vid/imgid;camera",
+        ),
         ("test_3000.txt", "00007/000010\nnot a path\n", r"test_3000\.txt:2: expected 'vid/imgid'"),
-        ("test_3000.txt", "00007/000010\n00007/999999\n", r"test_3000\.txt:2: image 999999 is not in .*vehicle_info\.txt"),
-        ("test_3000_query.txt", "00008/000014\n", r"test_3000_query\.txt:1: image 000014 is listed under vehicle 8, .* says 7"),
+        (
+            "test_3000.txt",
+            "00007/000010\n00007/999999\n",
+            r"test_3000\.txt:2: image 999999 is not in .*vehicle_info\.txt",
+        ),
+        (
+            "test_3000_query.txt",
+            "00008/000014\n",
+            r"test_3000_query\.txt:1: image 000014 is listed under vehicle 8, .* says 7",
+        ),
     ],
 )
 def test_veriwild_malformed_line_names_file_and_line(veriwild_root, file, body, message):
@@ -204,7 +227,13 @@ def test_vehicleid_veri_protocol_scores_every_query_with_its_one_gallery_image(v
     g_pids = np.array([r.pid for r in ds.gallery])
     # The true match nearest: nothing is removed, so every query scores rank-1 and AP 1.
     dist = (q_pids[:, None] != g_pids[None, :]).astype(np.float32)
-    res = evaluate(dist, q_pids, g_pids, np.array([r.camid for r in ds.query]),
-                   np.array([r.camid for r in ds.gallery]), protocol=ds.protocol)
+    res = evaluate(
+        dist,
+        q_pids,
+        g_pids,
+        np.array([r.camid for r in ds.query]),
+        np.array([r.camid for r in ds.gallery]),
+        protocol=ds.protocol,
+    )
     assert res.num_valid == len(ds.query) == 5
     assert res.mAP == 1.0 and res.cmc[0] == 1.0

@@ -30,6 +30,7 @@ from _train_helpers import write_veri  # noqa: E402
 
 WORKER = str(Path(__file__).parent / "_ddp_worker.py")
 
+
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype):
     old = torch.get_default_dtype()
@@ -50,12 +51,32 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     spec = write_veri(tmp_path / "data", n_train=1)  # 12 ids x 3 images: 3 global batches of 4 ids x 2
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     # Both launched at once, to overlap their start-up.
-    single = subprocess.Popen([sys.executable, WORKER, spec, str(tmp_path / "one")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    single = subprocess.Popen(
+        [sys.executable, WORKER, spec, str(tmp_path / "one")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(_free_port()), WORKER, spec, str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            WORKER,
+            spec,
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     _, single_err = single.communicate(timeout=300)

@@ -74,5 +74,5 @@ def test_no_file_cites_a_document_the_repository_does_not_have():
     cited = [str(p.relative_to(ROOT)) for p in files if word.search(p.read_text(encoding="utf-8"))]
     assert not cited, cited
     design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
-    for topic in ("conv4\\_1", "separate=False", "fuse=\"add\"", "center_weight", "VehicleID", "re_ranking"):
+    for topic in ("conv4\\_1", "separate=False", 'fuse="add"', "center_weight", "VehicleID", "re_ranking"):
         assert topic in design, topic

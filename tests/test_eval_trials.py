@@ -89,7 +89,20 @@ def test_eval_trials_json_through_the_console_script(vehicleid, model):
 
 
 def test_eval_trials_with_rerank_keeps_the_plain_numbers(vehicleid):
-    proc = cli("eval", *MODEL, "--data", vehicleid, "--trials", "2", "--rerank", "--rerank-k1", "6", "--rerank-k2", "3", "--json")
+    proc = cli(
+        "eval",
+        *MODEL,
+        "--data",
+        vehicleid,
+        "--trials",
+        "2",
+        "--rerank",
+        "--rerank-k1",
+        "6",
+        "--rerank-k2",
+        "3",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["rerank"] is True and out["trials"] == 2

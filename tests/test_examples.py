@@ -19,8 +19,14 @@ SMALL = ["--no-pretrained", "--input-size", "32", "48"]
 
 
 def run(script: str, *args, cwd=None) -> str:
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)], env=ENV,
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -29,8 +35,16 @@ def run(script: str, *args, cwd=None) -> str:
 def vehicles(tmp_path_factory) -> Path:
     """Synthetic vehicles (VeRi-style names) split into query/ and gallery/ folders."""
     root = tmp_path_factory.mktemp("vehicles")
-    csv_path = make_synthetic_dataset(root / "drawn", num_train_ids=6, num_test_ids=3, num_cams=2,
-                                      shots_per_cam=2, image_size=(48, 64), queries_per_id=1, seed=1)
+    csv_path = make_synthetic_dataset(
+        root / "drawn",
+        num_train_ids=6,
+        num_test_ids=3,
+        num_cams=2,
+        shots_per_cam=2,
+        image_size=(48, 64),
+        queries_per_id=1,
+        seed=1,
+    )
     for split in ("query", "gallery"):
         (root / split).mkdir()
     for line in csv_path.read_text().splitlines()[1:]:
@@ -41,15 +55,35 @@ def vehicles(tmp_path_factory) -> Path:
 
 
 def test_quickstart(vehicles, tmp_path):
-    out = run("quickstart.py", vehicles / "query", vehicles / "gallery", "--model", "fnc_resnet50", *SMALL,
-              "--top", 3, "--save", tmp_path / "ranked.png")
+    out = run(
+        "quickstart.py",
+        vehicles / "query",
+        vehicles / "gallery",
+        "--model",
+        "fnc_resnet50",
+        *SMALL,
+        "--top",
+        3,
+        "--save",
+        tmp_path / "ranked.png",
+    )
     assert "3 queries, 9 gallery images, 1536-d embeddings" in out
     assert out.count(" -> ") == 3 and (tmp_path / "ranked.png").stat().st_size > 0
 
 
 def test_rerank_ensemble(vehicles, tmp_path):
-    out = run("rerank_ensemble.py", vehicles / "query", vehicles / "gallery", "--fnc", "fnc_resnet50",
-              "--bfe", "bfe_resnet50", *SMALL, "-o", tmp_path / "dist.npy")
+    out = run(
+        "rerank_ensemble.py",
+        vehicles / "query",
+        vehicles / "gallery",
+        "--fnc",
+        "fnc_resnet50",
+        "--bfe",
+        "bfe_resnet50",
+        *SMALL,
+        "-o",
+        tmp_path / "dist.npy",
+    )
     assert np.load(tmp_path / "dist.npy").shape == (3, 9)
     # VeRi-style names: every step is scored.
     assert "FNC + BFE, re-ranked:" in out and "mAP" in out
@@ -62,8 +96,23 @@ def test_finetune_from_folder_layout(vehicles, tmp_path):
         vehicle, camera = image.name.split("_")[:2]
         (root / camera / vehicle).mkdir(parents=True, exist_ok=True)
         shutil.copy(image, root / camera / vehicle)
-    out = run("finetune.py", root, "--output", tmp_path / "run", "--model", "fnc_resnet50", "--holdout-ids", 3,
-              "--epochs", 1, "--batch-size", 8, "--device", "cpu", *SMALL)
+    out = run(
+        "finetune.py",
+        root,
+        "--output",
+        tmp_path / "run",
+        "--model",
+        "fnc_resnet50",
+        "--holdout-ids",
+        3,
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--device",
+        "cpu",
+        *SMALL,
+    )
     assert (root / "labels.csv").read_text().startswith("path,id,camera")
     assert "best: mAP" in out and (tmp_path / "run" / "best" / "model.safetensors").is_file()
 

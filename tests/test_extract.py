@@ -69,12 +69,18 @@ def test_folder_and_paths_match_the_model(model, folder):
 def test_pil_numpy_and_tensor_inputs_match_the_model(model, arrays):
     pils = [Image.fromarray(a) for a in arrays]
     expected = _reference(model, pils)
-    np.testing.assert_allclose(fnc.extract(model, pils, batch_size=2, input_size=SIZE, progress=False), expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fnc.extract(model, arrays, batch_size=4, input_size=SIZE, progress=False), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fnc.extract(model, pils, batch_size=2, input_size=SIZE, progress=False), expected, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        fnc.extract(model, arrays, batch_size=4, input_size=SIZE, progress=False), expected, rtol=1e-5, atol=1e-5
+    )
     stack = np.stack([np.asarray(p.resize((50, 40))) for p in pils])  # (N, H, W, 3)
     np.testing.assert_allclose(
         fnc.extract(model, stack, input_size=SIZE, progress=False),
-        _reference(model, [Image.fromarray(a) for a in stack]), rtol=1e-5, atol=1e-5,
+        _reference(model, [Image.fromarray(a) for a in stack]),
+        rtol=1e-5,
+        atol=1e-5,
     )
     batch = torch.randn(3, 3, *SIZE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

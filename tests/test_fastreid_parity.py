@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 
+import fastreid.config as fastreid_config  # test extra / README Install: a missing oracle fails, never skips
+import fastreid.modeling as fastreid_modeling  # test extra / README Install: a missing oracle fails, never skips
 import pytest
 import torch
 from torch import nn
@@ -20,9 +22,6 @@ from fnc.models import CheckpointMismatchError
 from fnc.models._fastreid import fastreid_to_fnc, strong_baseline_to_fnc
 from fnc.models.non_local import NonLocal
 from fnc.models.pooling import GeM
-
-import fastreid.config as fastreid_config  # test extra / README Install: a missing oracle fails, never skips
-import fastreid.modeling as fastreid_modeling  # test extra / README Install: a missing oracle fails, never skips
 
 NUM_CLASSES = 7
 
@@ -201,7 +200,13 @@ def test_strong_baseline_names(pair):
     """reid-strong-baseline / DMT name the same IBN-a trunk base.*, the BNNeck bottleneck.*."""
     arch, _, state_dict, _ = pair
     theirs = {k.replace("backbone.", "base.", 1): v for k, v in state_dict.items() if k.startswith("backbone.")}
-    theirs.update({k.replace("heads.bottleneck.0.", "bottleneck."): v for k, v in state_dict.items() if k.startswith("heads.bottleneck.0.")})
+    theirs.update(
+        {
+            k.replace("heads.bottleneck.0.", "bottleneck."): v
+            for k, v in state_dict.items()
+            if k.startswith("heads.bottleneck.0.")
+        }
+    )
     theirs["classifier.weight"] = state_dict["heads.weight"]
     theirs["base.fc.weight"] = torch.zeros(1000, 2048)
     theirs["base.fc.bias"] = torch.zeros(1000)
@@ -219,14 +224,16 @@ def test_unknown_keys_are_listed(pair):
     bad = dict(state_dict)
     bad["heads.bottleneck.1.weight"] = torch.ones(2048)
     bad["heads.extra.weight"] = torch.ones(3)
-    with pytest.raises(CheckpointMismatchError, match=r"2 key\(s\).*heads\.bottleneck\.1\.weight.*heads\.extra\.weight.*EMBEDDING_DIM"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"2 key\(s\).*heads\.bottleneck\.1\.weight.*heads\.extra\.weight.*EMBEDDING_DIM"
+    ):
         fastreid_to_fnc(bad, arch)
 
 
 def test_missing_non_local_is_a_strict_load_error():
     """A BoT checkpoint into the SBS architecture maps, and the strict load names what is missing."""
     bot = fnc.create_model("baseline_resnet50_ibn").state_dict()
-    theirs = {f"backbone.{k[len('backbone.'):]}": v for k, v in bot.items() if k.startswith("backbone.")}
+    theirs = {f"backbone.{k[len('backbone.') :]}": v for k, v in bot.items() if k.startswith("backbone.")}
     converted = fastreid_to_fnc(theirs, "sbs_resnet50_ibn")
     with pytest.raises(RuntimeError, match="non_local.stage2.0.g.weight"):
         fnc.create_model("sbs_resnet50_ibn").load_state_dict(converted.state_dict, strict=True)

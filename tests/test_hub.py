@@ -21,11 +21,13 @@ import torch
 from huggingface_hub import HfApi
 
 import fnc
-from fnc.models import BFE, FNC, ReIDModel
 from fnc.models import (
+    BFE,
+    FNC,
     CheckpointMismatchError,
     CorruptCheckpointError,
     PretrainedNotFoundError,
+    ReIDModel,
     UnsafeCheckpointError,
 )
 
@@ -44,7 +46,7 @@ def _images(shape=IMG):
 def _timm_key(key: str) -> str | None:
     """The timm key a tensor of ours must hold (trunk or either FNC branch), None for heads."""
     if key.startswith("backbone."):
-        return key[len("backbone."):]
+        return key[len("backbone.") :]
     first, _, rest = key.partition(".")
     return rest if first in ("spatial", "channel") and rest.startswith(("layer3.", "layer4.")) else None
 
@@ -94,8 +96,11 @@ def test_every_model_has_an_in1k_tag_from_timm():
     # tests/test_pth_sources.py).
     tags = fnc.list_models(pretrained=True, exclude_filters="*_ibn")
     assert tags == sorted(f"{m}.in1k" for m in fnc.list_models(exclude_filters="*_ibn"))
-    repos = {"resnet50": "timm/resnet50.tv_in1k", "resnet101": "timm/resnet101.tv_in1k",
-             "se_resnext101": "timm/seresnext101_32x4d.gluon_in1k"}
+    repos = {
+        "resnet50": "timm/resnet50.tv_in1k",
+        "resnet101": "timm/resnet101.tv_in1k",
+        "se_resnext101": "timm/seresnext101_32x4d.gluon_in1k",
+    }
     for tag in tags:
         cfg = fnc.get_pretrained_cfg(tag)
         backbone = tag.split(".")[0].split("_", 1)[1]
@@ -108,8 +113,11 @@ def test_every_model_has_an_in1k_tag_from_timm():
 def test_ibn_tags_are_release_urls_with_their_metrics():
     tags = fnc.list_models("*_ibn", pretrained=True)
     assert tags == [
-        "baseline_resnet101_ibn.in1k", "baseline_resnet50_ibn.fastreid_vehicleid",
-        "baseline_resnet50_ibn.fastreid_veriwild", "baseline_resnet50_ibn.in1k", "sbs_resnet50_ibn.fastreid_veri",
+        "baseline_resnet101_ibn.in1k",
+        "baseline_resnet50_ibn.fastreid_vehicleid",
+        "baseline_resnet50_ibn.fastreid_veriwild",
+        "baseline_resnet50_ibn.in1k",
+        "sbs_resnet50_ibn.fastreid_veri",
     ]
     for tag in tags:
         cfg = fnc.get_pretrained_cfg(tag)
@@ -127,7 +135,10 @@ def test_ibn_tags_are_release_urls_with_their_metrics():
     # fast-reid's BoT vehicle configs pool with GeM (p = 3); every fast-reid model has its ceil stem.
     wild = fnc.create_model("baseline_resnet50_ibn.fastreid_veriwild")
     assert wild.pool.p == 3.0 and not wild.pool.learn_p and wild.backbone.maxpool.ceil_mode
-    assert fnc.create_model("baseline_resnet50_ibn.fastreid_veriwild", pooling="avg").pool.__class__.__name__ == "GlobalAvgPool"
+    assert (
+        fnc.create_model("baseline_resnet50_ibn.fastreid_veriwild", pooling="avg").pool.__class__.__name__
+        == "GlobalAvgPool"
+    )
     assert fnc.create_model("baseline_resnet50_ibn").backbone.maxpool.padding == 1  # IBN-Net's stem by default
 
 
@@ -146,7 +157,9 @@ def test_headline_fnc_se_resnext101_holds_imagenet_in_trunk_and_both_branches(ti
     # Every ImageNet tensor but timm's classifier is used; layer3[1:] and layer4 twice.
     assert set(filled) == {k for k in state if not k.startswith("fc.")}
     for timm_key, keys in filled.items():
-        branch = timm_key.startswith("layer4.") or (timm_key.startswith("layer3.") and not timm_key.startswith("layer3.0."))
+        branch = timm_key.startswith("layer4.") or (
+            timm_key.startswith("layer3.") and not timm_key.startswith("layer3.0.")
+        )
         assert sorted(k.split(".")[0] for k in keys) == (["channel", "spatial"] if branch else ["backbone"])
     # Heads are initialised as SPEC says (BNNeck: BN weight 1, bias 0; no classifier by default).
     for neck in model.bnnecks():
@@ -180,7 +193,7 @@ def test_in1k_fills_the_backbone_and_initialises_the_heads(timm_weights, name, k
     state, _, _ = timm_weights("resnet50")
     model = fnc.create_model(name, pretrained=True, num_classes=4, **kwargs)
     own = model.state_dict()
-    backbone = {k[len("backbone."):]: v for k, v in own.items() if k.startswith("backbone.")}
+    backbone = {k[len("backbone.") :]: v for k, v in own.items() if k.startswith("backbone.")}
     assert set(backbone) == {k for k in state if not k.startswith("fc.")}
     assert all(torch.equal(v, state[k]) for k, v in backbone.items())
     if name.startswith("bfe"):
@@ -242,7 +255,7 @@ def test_push_to_hub_then_hf_hub_gives_identical_embeddings(timm_weights, hub, h
     timm_weights("resnet50")
     model = _trained_like("fnc_resnet50", num_classes=5)
     repo = "test-user/fnc-resnet50-roundtrip"
-    commit = model.push_to_hub(repo, dataset="veri776", metrics={"mAP": 0.812, "rank1": 0.954})
+    model.push_to_hub(repo, dataset="veri776", metrics={"mAP": 0.812, "rank1": 0.954})
     x = _images()
     with torch.no_grad():
         reference = model(x)
@@ -272,13 +285,22 @@ def test_push_to_hub_then_hf_hub_gives_identical_embeddings(timm_weights, hub, h
     caplog.clear()
     other = fnc.create_model(f"hf-hub:{repo}", num_classes=3)
     assert other.num_classes == 3
-    assert "classifier dropped and re-initialised (checkpoint: 5 classes, model: num_classes=3)" in _loader_lines(caplog)[0]
+    assert (
+        "classifier dropped and re-initialised (checkpoint: 5 classes, model: num_classes=3)"
+        in _loader_lines(caplog)[0]
+    )
 
     card = Path(HfApi().hf_hub_download(repo, "README.md")).read_text()
     for needed in (
-        "`fnc_resnet50`", "https://arxiv.org/abs/2004.12270", "Training data | veri776", "288 x 384 (H x W)",
-        "License | apache-2.0", "| without | 81.2 | 95.4 |", "| with k-reciprocal (k1=75, k2=10, lambda=0.1) "
-        "| not evaluated | not evaluated |", f'fnc.create_model("hf-hub:{repo}")', "library_name: fnc-reid",
+        "`fnc_resnet50`",
+        "https://arxiv.org/abs/2004.12270",
+        "Training data | veri776",
+        "288 x 384 (H x W)",
+        "License | apache-2.0",
+        "| without | 81.2 | 95.4 |",
+        "| with k-reciprocal (k1=75, k2=10, lambda=0.1) | not evaluated | not evaluated |",
+        f'fnc.create_model("hf-hub:{repo}")',
+        "library_name: fnc-reid",
     ):
         assert needed in card, needed
     config = json.loads(Path(HfApi().hf_hub_download(repo, "config.json")).read_text())
@@ -309,8 +331,14 @@ def test_save_pretrained_folder_loads_back(timm_weights, tmp_path):
     model.save_pretrained(tmp_path, dataset="cityflow", metrics={"mAP": 0.605, "rank1_rerank": 0.8})
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     card = (tmp_path / "README.md").read_text()
-    for needed in ("`bfe_resnet50`", "https://arxiv.org/abs/1811.07130", "Training data | cityflow",
-                   "| without | 60.5 | not evaluated |", "| not evaluated | 80.0 |", "hf-hub:<org>/<repo>"):
+    for needed in (
+        "`bfe_resnet50`",
+        "https://arxiv.org/abs/1811.07130",
+        "Training data | cityflow",
+        "| without | 60.5 | not evaluated |",
+        "| not evaluated | 80.0 |",
+        "hf-hub:<org>/<repo>",
+    ):
         assert needed in card, needed
     x = _images()
     with torch.no_grad():
@@ -327,7 +355,6 @@ def test_save_pretrained_folder_loads_back(timm_weights, tmp_path):
         fnc.create_model("fnc_resnet50", checkpoint_path=tmp_path)
     with pytest.raises(CheckpointMismatchError, match="not a FNC"):
         FNC.from_pretrained(tmp_path)
-
 
 
 def test_metrics_are_fractions_and_a_percentage_is_refused(hub, tmp_path):
@@ -348,6 +375,7 @@ def test_metrics_are_fractions_and_a_percentage_is_refused(hub, tmp_path):
     # The edges are fractions too, and the card shows them with one decimal.
     card = str(model.generate_model_card(metrics={"mAP": 0.0, "rank1": 1.0}))
     assert "| without | 0.0 | 100.0 |" in card
+
 
 # ----------------------------------------------------------------------------- errors
 
@@ -378,7 +406,9 @@ def test_missing_repo(hf_cache):
 def test_missing_weights_file(tmp_path, small_checkpoint, hf_cache):
     config, _ = small_checkpoint
     _publish(tmp_path, "test-user/config-only", {"config.json": config})
-    with pytest.raises(PretrainedNotFoundError, match="'model.safetensors' not found in Hub repository test-user/config-only"):
+    with pytest.raises(
+        PretrainedNotFoundError, match="'model.safetensors' not found in Hub repository test-user/config-only"
+    ):
         fnc.create_model("hf-hub:test-user/config-only")
     _publish(tmp_path, "test-user/weights-only", {"model.safetensors": small_checkpoint[1]})
     with pytest.raises(PretrainedNotFoundError, match="test-user/weights-only has no config.json"):
@@ -387,7 +417,9 @@ def test_missing_weights_file(tmp_path, small_checkpoint, hf_cache):
 
 def test_wrong_revision(timm_weights, small_checkpoint, tmp_path, hf_cache):
     timm_weights("resnet50")
-    with pytest.raises(PretrainedNotFoundError, match="revision 'v9' not found in Hub repository 'timm/resnet50.tv_in1k'"):
+    with pytest.raises(
+        PretrainedNotFoundError, match="revision 'v9' not found in Hub repository 'timm/resnet50.tv_in1k'"
+    ):
         fnc.create_model("baseline_resnet50", pretrained=True, revision="v9")
     _publish(tmp_path, "test-user/rev", dict(zip(("config.json", "model.safetensors"), small_checkpoint)))
     with pytest.raises(PretrainedNotFoundError, match="revision 'nope' not found in Hub repository 'test-user/rev'"):
@@ -402,7 +434,7 @@ def test_truncated_or_corrupted_safetensors(small_checkpoint, tmp_path, hf_cache
     if damage == "truncated":
         bad = weights[: len(weights) // 2]
     else:  # a valid length prefix, then bytes that are no JSON header
-        bad = weights[:8] + b"{" + bytes(range(256)) * 4 + weights[8 + 1 + 1024:]
+        bad = weights[:8] + b"{" + bytes(range(256)) * 4 + weights[8 + 1 + 1024 :]
     repo = f"test-user/{damage}"
     _publish(tmp_path, repo, {"config.json": config, "model.safetensors": bad})
     with pytest.raises(CorruptCheckpointError) as err:
@@ -428,9 +460,14 @@ def test_checkpoint_of_another_architecture(tmp_path, hf_cache):
 
     # A repo whose config says FNC but whose weights are BFE's.
     fnc_config = fnc.create_model("fnc_resnet50").hub_config()
-    _publish(tmp_path, "test-user/mislabelled", {
-        "config.json": json.dumps(fnc_config), "model.safetensors": (bfe / "model.safetensors").read_bytes(),
-    })
+    _publish(
+        tmp_path,
+        "test-user/mislabelled",
+        {
+            "config.json": json.dumps(fnc_config),
+            "model.safetensors": (bfe / "model.safetensors").read_bytes(),
+        },
+    )
     with pytest.raises(CheckpointMismatchError, match="checkpoint test-user/mislabelled does not fit fnc_resnet50"):
         fnc.create_model("hf-hub:test-user/mislabelled")
     # timm weights of another backbone are another architecture too.
@@ -458,8 +495,10 @@ def test_pickle_is_refused_and_never_unpickled(small_checkpoint, tmp_path, hub, 
     # A Hub repo with only pytorch_model.bin: refused without downloading it (the mixin would torch.load it).
     _publish(tmp_path, "test-user/pickle-only", {"config.json": config, "pytorch_model.bin": evil})
     hub.clear_requests()
-    for load in (lambda: fnc.create_model("hf-hub:test-user/pickle-only"),
-                 lambda: ReIDModel.from_pretrained("test-user/pickle-only")):
+    for load in (
+        lambda: fnc.create_model("hf-hub:test-user/pickle-only"),
+        lambda: ReIDModel.from_pretrained("test-user/pickle-only"),
+    ):
         with pytest.raises(UnsafeCheckpointError, match="only pickle weights \\(pytorch_model.bin\\)"):
             load()
     assert not _weight_gets(hub, "pytorch_model.bin")

@@ -23,8 +23,17 @@ from fnc.evaluation import evaluate_model
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_helpers import write_veri  # noqa: E402
 
-TINY = dict(batch_size=8, num_instances=2, input_size=(32, 32), num_workers=0, progress=False, eval_every=0, rerank=True,
-            rerank_k1=6, rerank_k2=2)
+TINY = dict(
+    batch_size=8,
+    num_instances=2,
+    input_size=(32, 32),
+    num_workers=0,
+    progress=False,
+    eval_every=0,
+    rerank=True,
+    rerank_k1=6,
+    rerank_k2=2,
+)
 CARD_KEYS = ("mAP", "rank1", "mAP_rerank", "rank1_rerank")
 
 
@@ -49,7 +58,9 @@ def best(run) -> Path:
 
 
 def _recorded(folder: Path) -> dict[str, float]:
-    return {k: v for k, v in json.loads((folder / "trainer_state.json").read_text())["metrics"].items() if k in CARD_KEYS}
+    return {
+        k: v for k, v in json.loads((folder / "trainer_state.json").read_text())["metrics"].items() if k in CARD_KEYS
+    }
 
 
 def test_checkpoint_files_hold_fractions(run):

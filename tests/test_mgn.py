@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import fastreid.config as fastreid_config  # test extra / README Install: a missing oracle fails, never skips
+import fastreid.modeling.meta_arch as fastreid_meta_arch  # test extra / README Install: a missing oracle fails, never skips
 import pytest
 import torch
 
@@ -11,9 +13,6 @@ import fnc
 from fnc.data.constants import IMAGENET_MEAN, IMAGENET_STD
 from fnc.models.backbones import create_backbone
 from fnc.models.mgn import _stripes
-
-import fastreid.config as fastreid_config  # test extra / README Install: a missing oracle fails, never skips
-import fastreid.modeling.meta_arch as fastreid_meta_arch  # test extra / README Install: a missing oracle fails, never skips
 
 NUM_CLASSES = 7
 
@@ -109,7 +108,9 @@ def test_mgn_resnet50_embeddings_equal_fastreid_with_mapped_weights(size):
     ours.load_state_dict(_map_fastreid(ref.state_dict()), strict=True)
 
     images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(1)) * 255
-    normalised = (images / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    normalised = (images / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(
+        1, 3, 1, 1
+    )
     with torch.no_grad():
         want = ref(images.clone())  # fast-reid normalises in place, on 0-255 input
         got = ours(normalised)
@@ -153,7 +154,9 @@ def test_imagenet_backbone_fills_the_trunk_and_every_branch_copy():
     for branch in ("b1", "b2", "b3"):
         for i in range(1, 6):
             torch.testing.assert_close(own[f"{branch}.layer3.{i}.conv2.weight"], timm_like[f"layer3.{i}.conv2.weight"])
-        torch.testing.assert_close(own[f"{branch}.layer4.0.downsample.0.weight"], timm_like["layer4.0.downsample.0.weight"])
+        torch.testing.assert_close(
+            own[f"{branch}.layer4.0.downsample.0.weight"], timm_like["layer4.0.downsample.0.weight"]
+        )
     torch.testing.assert_close(own["backbone.layer3.0.conv1.weight"], timm_like["layer3.0.conv1.weight"])
 
 

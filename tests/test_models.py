@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import fnc
-from fnc.models import BFE, CAB, FNC, SAB, BatchDrop, Baseline, BNNeck, create_backbone
+from fnc.models import BFE, CAB, FNC, SAB, Baseline, BatchDrop, BNNeck, create_backbone
 from fnc.models.backbones import BACKBONES
 from fnc.models.non_local import NonLocal
 
@@ -29,12 +29,23 @@ def _images(shape=IMG):
 
 
 def test_registry_holds_the_spec_models():
-    assert ALL_MODELS == sorted([
-        "fnc_se_resnext101", "fnc_resnet50", "fnc_resnet101", "bfe_se_resnext101", "bfe_resnet50",
-        "baseline_resnet50", "baseline_resnet101", "baseline_se_resnext101",
-        "baseline_resnet50_ibn", "baseline_resnet101_ibn", "sbs_resnet50_ibn",
-        "mgn_se_resnext101", "mgn_resnet50",
-    ])
+    assert ALL_MODELS == sorted(
+        [
+            "fnc_se_resnext101",
+            "fnc_resnet50",
+            "fnc_resnet101",
+            "bfe_se_resnext101",
+            "bfe_resnet50",
+            "baseline_resnet50",
+            "baseline_resnet101",
+            "baseline_se_resnext101",
+            "baseline_resnet50_ibn",
+            "baseline_resnet101_ibn",
+            "sbs_resnet50_ibn",
+            "mgn_se_resnext101",
+            "mgn_resnet50",
+        ]
+    )
 
 
 # (embedding size, training branches) of each family.
@@ -134,9 +145,7 @@ def test_backbone_equals_timm(name, last_stride):
     ref = _random_timm(BACKBONES[name].timm_name)
     ref_sd = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
     ours = create_backbone(name, last_stride=last_stride).eval()
-    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
-        k: tuple(v.shape) for k, v in ref_sd.items()
-    }
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {k: tuple(v.shape) for k, v in ref_sd.items()}
     ours.load_state_dict(ref_sd, strict=True)
     if last_stride == 1:
         _set_timm_last_stride_1(ref)
@@ -151,7 +160,7 @@ def test_backbone_equals_timm(name, last_stride):
 def test_baseline_keeps_timm_keys_under_backbone():
     ref = timm.create_model("resnet50", pretrained=False)
     model = fnc.create_model("baseline_resnet50")
-    backbone_keys = {k[len("backbone."):] for k in model.state_dict() if k.startswith("backbone.")}
+    backbone_keys = {k[len("backbone.") :] for k in model.state_dict() if k.startswith("backbone.")}
     assert backbone_keys == {k for k in ref.state_dict() if not k.startswith("fc.")}
 
 
@@ -217,7 +226,9 @@ def _cab_explicit(cab: CAB, x: torch.Tensor) -> torch.Tensor:
     raw = F.relu(bn(F.conv2d(raw, cab.conv2.weight, padding=1, groups=cab.conv2.groups), cab.bn2))
     raw = F.conv2d(raw, cab.conv3.weight, cab.conv3.bias)
     squeeze = raw.mean((2, 3), keepdim=True)
-    excite = torch.sigmoid(F.conv2d(F.relu(F.conv2d(squeeze, cab.se.fc1.weight, cab.se.fc1.bias)), cab.se.fc2.weight, cab.se.fc2.bias))
+    excite = torch.sigmoid(
+        F.conv2d(F.relu(F.conv2d(squeeze, cab.se.fc1.weight, cab.se.fc1.bias)), cab.se.fc2.weight, cab.se.fc2.bias)
+    )
     se = raw * excite
     return torch.sigmoid(se) * x if cab.fuse == "multiply" else x + se
 
@@ -268,7 +279,12 @@ def _spec_head(dim: int, num_classes: int) -> int:
 
 C, R = 2048, 2
 SPEC_SAB = 3 * (C * C // R + C // R) + (C // R * C + C)
-SPEC_CAB = (C * 1024 + 2 * 1024) + (1024 * (1024 // 32) * 9 + 2 * 1024) + (1024 * C + C) + (C * C // 16 + C // 16 + C // 16 * C + C)
+SPEC_CAB = (
+    (C * 1024 + 2 * 1024)
+    + (1024 * (1024 // 32) * 9 + 2 * 1024)
+    + (1024 * C + C)
+    + (C * C // 16 + C // 16 + C // 16 * C + C)
+)
 
 
 @pytest.mark.parametrize("name", ["se_resnext101", "resnet50"])
@@ -296,9 +312,9 @@ def test_fnc_separate_branches_share_nothing():
     trunk = {p.data_ptr() for p in model.backbone.parameters()}
     assert not spatial & channel and not trunk & (spatial | channel)
     assert len(model.backbone.layer3) == 1 and len(model.backbone.layer4) == 0
-    assert [k.split(".")[2] for k in model.state_dict() if k.startswith("spatial.layer3.") and k.endswith("conv1.weight")] == [
-        "1", "2", "3", "4", "5"
-    ]  # timm's block indices after conv4_1
+    assert [
+        k.split(".")[2] for k in model.state_dict() if k.startswith("spatial.layer3.") and k.endswith("conv1.weight")
+    ] == ["1", "2", "3", "4", "5"]  # timm's block indices after conv4_1
     # Both branches start as copies of the same weights.
     torch.testing.assert_close(model.spatial.layer4.state_dict(), model.channel.layer4.state_dict())
 
@@ -386,18 +402,31 @@ def test_name_tag_parsing():
 
 def test_list_models_filters():
     assert fnc.list_models("fnc_*") == ["fnc_resnet101", "fnc_resnet50", "fnc_se_resnext101"]
-    assert fnc.list_models(["bfe_*", "*resnet101"]) == ["baseline_resnet101", "bfe_resnet50", "bfe_se_resnext101", "fnc_resnet101"]
-    assert fnc.list_models("*resnet50", exclude_filters="baseline_*") == ["bfe_resnet50", "fnc_resnet50", "mgn_resnet50"]
+    assert fnc.list_models(["bfe_*", "*resnet101"]) == [
+        "baseline_resnet101",
+        "bfe_resnet50",
+        "bfe_se_resnext101",
+        "fnc_resnet101",
+    ]
+    assert fnc.list_models("*resnet50", exclude_filters="baseline_*") == [
+        "bfe_resnet50",
+        "fnc_resnet50",
+        "mgn_resnet50",
+    ]
     tagged = fnc.list_models(pretrained=True, exclude_filters="*_ibn")
     # Every model but the IBN-a ones has timm's ImageNet backbone as its only tag.
     assert len(tagged) == len(fnc.list_models(exclude_filters="*_ibn")) and all(t.endswith(".in1k") for t in tagged)
     # The IBN-a ones: IBN-Net's ImageNet backbones and fast-reid's vehicle models.
     assert fnc.list_models("*_ibn", pretrained=True) == [
-        "baseline_resnet101_ibn.in1k", "baseline_resnet50_ibn.fastreid_vehicleid",
-        "baseline_resnet50_ibn.fastreid_veriwild", "baseline_resnet50_ibn.in1k", "sbs_resnet50_ibn.fastreid_veri",
+        "baseline_resnet101_ibn.in1k",
+        "baseline_resnet50_ibn.fastreid_vehicleid",
+        "baseline_resnet50_ibn.fastreid_veriwild",
+        "baseline_resnet50_ibn.in1k",
+        "sbs_resnet50_ibn.fastreid_veri",
     ]
     assert fnc.list_models("*_ibn", pretrained=True, exclude_filters="*.in1k") == [
-        "baseline_resnet50_ibn.fastreid_vehicleid", "baseline_resnet50_ibn.fastreid_veriwild",
+        "baseline_resnet50_ibn.fastreid_vehicleid",
+        "baseline_resnet50_ibn.fastreid_veriwild",
         "sbs_resnet50_ibn.fastreid_veri",
     ]
     assert fnc.list_models("fnc_*", pretrained=True) == [f"{n}.in1k" for n in fnc.list_models("fnc_*")]
@@ -462,16 +491,34 @@ def test_non_local_blocks_follow_the_last_blocks_of_their_stage():
             nl.register_forward_hook(lambda *_, i=i, k=k: seen.append(f"NL{i}.{k}"))
     with torch.no_grad():
         model.eval()(_images())
-    assert seen == ["layer2.0", "layer2.1", "layer2.2", "NL2.0", "layer2.3", "NL2.1",
-                    "layer3.0", "layer3.1", "layer3.2", "layer3.3", "NL3.0", "layer3.4", "NL3.1", "layer3.5", "NL3.2"]
+    assert seen == [
+        "layer2.0",
+        "layer2.1",
+        "layer2.2",
+        "NL2.0",
+        "layer2.3",
+        "NL2.1",
+        "layer3.0",
+        "layer3.1",
+        "layer3.2",
+        "layer3.3",
+        "NL3.0",
+        "layer3.4",
+        "NL3.1",
+        "layer3.5",
+        "NL3.2",
+    ]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"non_local": (0, 2, 3)}, "4 counts"),
-    ({"non_local": (0, 5, 0, 0)}, "layer2 has 4 blocks, asked 5"),
-    ({"pooling": "max"}, "pooling must be one of"),
-    ({"stem_pool": "pad0"}, "stem_pool must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"non_local": (0, 2, 3)}, "4 counts"),
+        ({"non_local": (0, 5, 0, 0)}, "layer2 has 4 blocks, asked 5"),
+        ({"pooling": "max"}, "pooling must be one of"),
+        ({"stem_pool": "pad0"}, "stem_pool must be one of"),
+    ],
+)
 def test_bad_fastreid_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fnc.create_model("baseline_resnet50_ibn", **kwargs)

@@ -130,9 +130,28 @@ def test_save_into_an_unrelated_folder_is_refused_even_late(tmp_path):
 def test_cli_train_refuses_an_unrelated_best_folder(tmp_path, veri):
     _user_best(tmp_path / "run")
     before = tree(tmp_path)
-    proc = cli("train", "--model", "baseline_resnet50", "--no-pretrained", "--data", veri, "--output", tmp_path / "run",
-               "--epochs", 1, "--batch-size", 8, "--num-instances", 2, "--input-size", 32, 32, "--num-workers", 0,
-               "--no-progress")
+    proc = cli(
+        "train",
+        "--model",
+        "baseline_resnet50",
+        "--no-pretrained",
+        "--data",
+        veri,
+        "--output",
+        tmp_path / "run",
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--num-instances",
+        2,
+        "--input-size",
+        32,
+        32,
+        "--num-workers",
+        0,
+        "--no-progress",
+    )
     assert_one_line_error(proc, "train", str(tmp_path / "run" / "best"), "notes.txt")
     assert tree(tmp_path) == before
 
@@ -165,8 +184,18 @@ def test_extract_never_overwrites_without_overwrite(tmp_path, images, existing):
         (root / name).write_bytes(b"000001.jpg\n000002.jpg\n" if name.endswith(".txt") else b"user's array")
     (root / "train_label.xml").write_text("<TrainingImages/>")
     before = tree(tmp_path)
-    base = ["extract", "baseline_resnet50", images, "-o", root / "name_test.npy", "--no-pretrained",
-            "--input-size", 32, 32, "--quiet"]
+    base = [
+        "extract",
+        "baseline_resnet50",
+        images,
+        "-o",
+        root / "name_test.npy",
+        "--no-pretrained",
+        "--input-size",
+        32,
+        32,
+        "--quiet",
+    ]
     proc = cli(*base)
     assert_one_line_error(proc, "extract", *(str(root / n) for n in names), "--overwrite")
     assert tree(tmp_path) == before

@@ -15,6 +15,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import fastreid.modeling as fastreid_modeling  # test extra / README Install: a missing oracle fails, never skips
+import fastreid.utils.checkpoint as fastreid_checkpoint  # test extra / README Install: a missing oracle fails, never skips
 import numpy as np
 import pytest
 import torch
@@ -37,9 +39,6 @@ from fnc.models import (
     UnsafeCheckpointError,
     _registry,
 )
-
-import fastreid.modeling as fastreid_modeling  # test extra / README Install: a missing oracle fails, never skips
-import fastreid.utils.checkpoint as fastreid_checkpoint  # test extra / README Install: a missing oracle fails, never skips
 
 
 def _checkpointer_file(ref: torch.nn.Module, folder: Path, name: str = "model_final") -> Path:
@@ -303,7 +302,10 @@ def test_truncated_file(written, tmp_path, fnc_cache):
 @pytest.mark.parametrize("written", ["sbs_resnet50_ibn"], indirect=True)
 def test_checkpoint_of_another_architecture_lists_keys(written, fnc_cache):
     _, _, path, _ = written
-    with pytest.raises(CheckpointMismatchError, match=r"'[^']*model_final\.pth' does not fit baseline_resnet50_ibn; unexpected keys 66: non_local\.stage2\.0\."):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"'[^']*model_final\.pth' does not fit baseline_resnet50_ibn; unexpected keys 66: non_local\.stage2\.0\.",
+    ):
         fnc.create_model("baseline_resnet50_ibn", checkpoint_path=path)
     with pytest.raises(CheckpointMismatchError, match=r"missing keys \d+: .*layer3\.6\."):
         fnc.create_model("baseline_resnet101_ibn", checkpoint_path=path)
@@ -367,8 +369,17 @@ def test_convert_command_writes_a_folder_push_can_publish(written, tmp_path, fnc
 
     arch, ref, path, size = written
     out = tmp_path / "sbs-veri"
-    code = main(["convert", str(path), str(out), "--model", "sbs_resnet50_ibn.fastreid_veri",
-                 "--cache-dir", str(tmp_path / "cache")])
+    code = main(
+        [
+            "convert",
+            str(path),
+            str(out),
+            "--model",
+            "sbs_resnet50_ibn.fastreid_veri",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0 and f"fnc-reid push {out}" in stdout
     loaded = fnc.create_model(checkpoint_path=out).eval()

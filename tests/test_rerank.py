@@ -82,8 +82,7 @@ def test_re_ranking_chunked_and_torch_input(chunk_size):
     q, g = _clustered(10, 70, 8, seed=1)
     qg, qq, gg = _blocks(q, g)
     ref = reference_re_ranking()(qg, qq, gg, 20, 6, 0.3)
-    out = re_ranking(torch.from_numpy(qg), torch.from_numpy(qq), torch.from_numpy(gg),
-                     chunk_size=chunk_size)
+    out = re_ranking(torch.from_numpy(qg), torch.from_numpy(qq), torch.from_numpy(gg), chunk_size=chunk_size)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
     np.testing.assert_allclose(out.numpy(), ref, atol=ATOL, rtol=0)
 
@@ -160,15 +159,17 @@ def test_cut_column_lists_fall_back_to_full_rows(monkeypatch, col_k, fused):
     import importlib
 
     if col_k is not None:
-        monkeypatch.setattr(importlib.import_module("fnc.rerank._neighbours"), "_column_k",
-                            lambda k_keep, k_buf, rows, n: min(col_k, rows))
+        monkeypatch.setattr(
+            importlib.import_module("fnc.rerank._neighbours"),
+            "_column_k",
+            lambda k_keep, k_buf, rows, n: min(col_k, rows),
+        )
     q, g = _sorted_by_identity(12, 200, 16, seed=11, ids=5)
     if fused:
         q2, g2 = _sorted_by_identity(12, 200, 8, seed=12, ids=5)
         summed = [a + 0.5 * b for a, b in zip(_blocks(q, g), _blocks(q2, g2))]
         ref = reference_re_ranking()(*summed, 60, 8, 0.2)
-        out = rerank([q, q2], [g, g2], weights=[1.0, 0.5], k1=60, k2=8, lambda_value=0.2,
-                     chunk_size=40)
+        out = rerank([q, q2], [g, g2], weights=[1.0, 0.5], k1=60, k2=8, lambda_value=0.2, chunk_size=40)
     else:
         ref = reference_re_ranking()(*_blocks(q, g), 60, 8, 0.2)
         out = rerank(q, g, k1=60, k2=8, lambda_value=0.2, chunk_size=40)
@@ -238,6 +239,7 @@ def test_cuda_matches_cpu():
 
 # --- bad input ---------------------------------------------------------------------------
 
+
 def test_nan_and_inf_rows_are_named():
     q, g = _clustered(4, 20, 8, seed=9)
     q[2, 3] = np.nan
@@ -305,16 +307,13 @@ def test_works_copied_out_alone(tmp_path: Path):
         assert not any(m == "fnc" or m.startswith("fnc.") for m in sys.modules), "imported fnc"
         """
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
 
 
 @pytest.mark.parametrize("nq,ng,d,k1,k2,lam", CASES)
 @pytest.mark.parametrize("dense_join", [0, 10**9])
-def test_sparse_and_dense_jaccard_joins_match_reference(monkeypatch, nq, ng, d, k1, k2, lam,
-                                                         dense_join):
+def test_sparse_and_dense_jaccard_joins_match_reference(monkeypatch, nq, ng, d, k1, k2, lam, dense_join):
     import importlib
 
     sparse = importlib.import_module("fnc.rerank._sparse")
@@ -324,8 +323,7 @@ def test_sparse_and_dense_jaccard_joins_match_reference(monkeypatch, nq, ng, d, 
     qg, qq, gg = _blocks(q, g)
     ref = reference_re_ranking()(qg, qq, gg, k1, k2, lam)
     np.testing.assert_allclose(re_ranking(qg, qq, gg, k1, k2, lam), ref, atol=ATOL, rtol=0)
-    np.testing.assert_allclose(rerank(q, g, k1=k1, k2=k2, lambda_value=lam), ref, atol=ATOL,
-                               rtol=0)
+    np.testing.assert_allclose(rerank(q, g, k1=k1, k2=k2, lambda_value=lam), ref, atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("budget", [1, 50, 997])
@@ -341,5 +339,4 @@ def test_sparse_join_in_many_small_chunks(monkeypatch, budget):
     monkeypatch.setattr(sparse, "_JOIN_BUDGET", budget)
     q, g = _clustered(12, 90, 8, seed=31)
     ref = reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
-    np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3), ref, atol=ATOL,
-                               rtol=0)
+    np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3), ref, atol=ATOL, rtol=0)

@@ -39,7 +39,7 @@ def _hard(nq: int, ng: int, d: int, noise: float, seed: int, ids: int = 60):
     return x[:nq], x[nq:], pid
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(noise: float, d: int = 1536, seed: int = 0):
     q, g, pid = _hard(100, 1000, d, noise, seed)
     blocks = _blocks(q, g)
@@ -71,7 +71,7 @@ def test_hard_distances_re_ranking(noise):
     np.testing.assert_allclose(re_ranking(*blocks, K1, K2, LAM), ref, atol=ATOL, rtol=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fused_case():
     q1, g1, _, b1, _ = _case(4.5)
     q2, g2, _ = _hard(100, 1000, 512, 3.0, seed=1)
@@ -82,8 +82,7 @@ def _fused_case():
 @pytest.mark.parametrize("chunk_size", [None, 150])
 def test_hard_features_fused(chunk_size):
     q1, g1, q2, g2, ref = _fused_case()
-    out = rerank([q1, q2], [g1, g2], weights=[1.0, 0.5], k1=K1, k2=K2, lambda_value=LAM,
-                 chunk_size=chunk_size)
+    out = rerank([q1, q2], [g1, g2], weights=[1.0, 0.5], k1=K1, k2=K2, lambda_value=LAM, chunk_size=chunk_size)
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
@@ -108,8 +107,9 @@ def test_near_ties(scale, fused):
         ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
         out = rerank(q, g, k1=20, k2=6, chunk_size=40)
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
-    np.testing.assert_allclose(re_ranking(*blocks, 20, 6, 0.3), stable_reference_re_ranking()(
-        *blocks, 20, 6, 0.3), atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        re_ranking(*blocks, 20, 6, 0.3), stable_reference_re_ranking()(*blocks, 20, 6, 0.3), atol=ATOL, rtol=0
+    )
 
 
 @settings(max_examples=30, deadline=None)
@@ -141,8 +141,7 @@ def test_property_regimes(regime, nq, ng, d, k1, k2_frac, lam, fused, seed):
     chunk = int(rng.integers(1, 40))
     if fused:
         ref = stable_reference_re_ranking()(*[1.25 * b for b in blocks], k1, k2, lam)
-        out = rerank([q, q], [g, g], weights=[1.0, 0.25], k1=k1, k2=k2, lambda_value=lam,
-                     chunk_size=chunk)
+        out = rerank([q, q], [g, g], weights=[1.0, 0.25], k1=k1, k2=k2, lambda_value=lam, chunk_size=chunk)
     else:
         ref = stable_reference_re_ranking()(*blocks, k1, k2, lam)
         out = rerank(q, g, k1=k1, k2=k2, lambda_value=lam, chunk_size=chunk)
@@ -166,9 +165,9 @@ def test_row_maximum_from_full_rows(monkeypatch, max_keep):
 
 # --- the package is callable ------------------------------------------------------------
 
+
 def test_package_is_callable_and_keeps_its_submodules():
     import fnc.rerank._sparse as sparse
-
     from fnc import re_ranking as top_re_ranking
     from fnc import rerank as top_rerank
 
@@ -178,14 +177,14 @@ def test_package_is_callable_and_keeps_its_submodules():
     np.testing.assert_array_equal(top_rerank(q, g, k1=10, k2=3), expected)
     assert fnc.rerank.re_ranking is re_ranking is top_re_ranking
     assert fnc.rerank.rerank is rerank
-    assert sparse.k_reciprocal_distance is importlib.import_module(
-        "fnc.rerank._sparse").k_reciprocal_distance
+    assert sparse.k_reciprocal_distance is importlib.import_module("fnc.rerank._sparse").k_reciprocal_distance
     import inspect
 
     assert "lambda_value" in inspect.signature(fnc.rerank).parameters
 
 
 # --- bad input --------------------------------------------------------------------------
+
 
 def test_float32_overflow_is_named():
     q, g, _ = _hard(4, 20, 8, 1.0, seed=3, ids=4)

@@ -25,7 +25,7 @@ def _random_lists(n: int, k: int, seed: int, clusters: int) -> torch.Tensor:
     out = np.empty((n, k), dtype=np.int64)
     for i in range(n):
         same = np.flatnonzero(label == label[i])
-        other = rng.permutation(np.concatenate([same[same != i], rng.permutation(n)[: k]]))
+        other = rng.permutation(np.concatenate([same[same != i], rng.permutation(n)[:k]]))
         seen, row = {i}, [i]
         for j in other:
             if j not in seen:

@@ -24,7 +24,15 @@ from safetensors.torch import load_file
 
 import fnc
 from fnc.data import read_dataset
-from fnc.engine import CheckpointError, TrainConfig, Trainer, fit, load_state_tree, recover_checkpoint, verify_checkpoint
+from fnc.engine import (
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    fit,
+    load_state_tree,
+    recover_checkpoint,
+    verify_checkpoint,
+)
 from fnc.engine.checkpoint import atomic_folder, save_training_folder
 from fnc.optim import Ranger, build_scheduler
 
@@ -33,8 +41,18 @@ from _train_helpers import write_cityflow, write_market, write_veri  # noqa: E40
 
 # Fast-learning settings for a few dozen CPU steps (see the module docstring).
 FAST = dict(
-    batch_size=16, num_instances=4, input_size=(32, 32), lr=1e-2, warmup_epochs=0, lookahead_alpha=1.0,
-    betas=(0.9, 0.99), padding=0, erase_p=0.0, num_workers=0, eval_every=0, progress=False,
+    batch_size=16,
+    num_instances=4,
+    input_size=(32, 32),
+    lr=1e-2,
+    warmup_epochs=0,
+    lookahead_alpha=1.0,
+    betas=(0.9, 0.99),
+    padding=0,
+    erase_p=0.0,
+    num_workers=0,
+    eval_every=0,
+    progress=False,
 )
 TINY = dict(batch_size=8, num_instances=2, input_size=(32, 32), num_workers=0, progress=False)
 
@@ -99,7 +117,9 @@ def test_subclass_build_optimizer_is_used(tmp_path):
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     assert trainer.history[0]["lr"] == pytest.approx(0.05)
-    momentum = [trainer.optimizer.state[p].get("momentum_buffer") for p in trainer.model.parameters() if p.requires_grad]
+    momentum = [
+        trainer.optimizer.state[p].get("momentum_buffer") for p in trainer.model.parameters() if p.requires_grad
+    ]
     assert all(m is not None for m in momentum)
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
 
@@ -143,7 +163,11 @@ def _write_small(folder: Path, value: float = 1.0) -> Path:
     model(torch.ones(4, 3)).sum().backward()
     opt.step()
     sched.step()
-    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "extra": {"t": (1, 2.5, None), 3: [torch.arange(3)]}}
+    state = {
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "extra": {"t": (1, 2.5, None), 3: [torch.arange(3)]},
+    }
     return save_training_folder(folder, model, state, {"epoch": 1})
 
 
@@ -161,7 +185,12 @@ def test_training_state_round_trips_without_pickle(tmp_path):
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
     # Only safetensors and JSON in the folder: nothing a loader would unpickle.
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "trainer_state.json", "training_state.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "trainer_state.json",
+        "training_state.safetensors",
+    ]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "delete_manifest", "garble_manifest"])

@@ -114,12 +114,33 @@ def test_ddp_centres_equal_one_process(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    single = subprocess.Popen([sys.executable, worker, spec, str(tmp_path / "one"), "0.0005"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    single = subprocess.Popen(
+        [sys.executable, worker, spec, str(tmp_path / "one"), "0.0005"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(port), worker, spec, str(tmp_path / "two"), "0.0005"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
+            worker,
+            spec,
+            str(tmp_path / "two"),
+            "0.0005",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     _, err = single.communicate(timeout=300)
@@ -133,5 +154,7 @@ def test_ddp_centres_equal_one_process(tmp_path):
         # start apart by O(1)). Measured: 3e-9 on centres of size ~2.
         diff = (one[key] - two[key]).abs().max().item()
         assert diff < 1e-7 * one[key].abs().max().item(), (key, diff)
-    history = [json.loads((tmp_path / d / "last" / "trainer_state.json").read_text())["history"][0] for d in ("one", "two")]
+    history = [
+        json.loads((tmp_path / d / "last" / "trainer_state.json").read_text())["history"][0] for d in ("one", "two")
+    ]
     assert abs(history[0]["center"] - history[1]["center"]) < 1e-9 * history[0]["center"]

@@ -59,8 +59,16 @@ def test_baseline_se_resnext101_attention_adds_exactly_the_block(attention):
     # BN, grouped 3x3 (32 groups), BN, biased 1x1 1024 -> 2048, SE (2048 -> 128 -> 2048, biased).
     block = {
         "sab": 3 * (2048 * 1024 + 1024) + 1024 * 2048 + 2048,
-        "cab": 2048 * 1024 + 2 * 1024 + 1024 * 32 * 9 + 2 * 1024 + 1024 * 2048 + 2048
-        + 2048 * 128 + 128 + 128 * 2048 + 2048,
+        "cab": 2048 * 1024
+        + 2 * 1024
+        + 1024 * 32 * 9
+        + 2 * 1024
+        + 1024 * 2048
+        + 2048
+        + 2048 * 128
+        + 128
+        + 128 * 2048
+        + 2048,
     }[attention]
     assert _count(attended) - _count(plain) == block
     assert attended.embed_dim == plain.embed_dim == 2048

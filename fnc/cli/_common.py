@@ -75,9 +75,17 @@ class _JobFailed(Exception):
 #: Exceptions that mean the input was wrong, not that fnc-reid failed: the readers, the model
 #: factory and the checkpoint loader raise these with a message that names the problem and the fix.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UsageError, FileNotFoundError, NotADirectoryError, IsADirectoryError, CorruptImageError,
-    CheckpointError, CheckpointMismatchError, CorruptCheckpointError, PretrainedNotFoundError,
-    UnsafeCheckpointError, ValueError,
+    UsageError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    CorruptImageError,
+    CheckpointError,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    PretrainedNotFoundError,
+    UnsafeCheckpointError,
+    ValueError,
 )
 
 
@@ -186,15 +194,32 @@ def add_command(subparsers: Any, name: str, help: str, description: str, epilog:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """``--data FORMAT:PATH`` and the reader options that some formats take."""
-    parser.add_argument("--data", required=True, metavar="FORMAT:PATH",
-                        help="dataset: cityflow:ROOT, veri:ROOT, market:ROOT, vehicleid:ROOT, veriwild:ROOT or csv:FILE.csv")
-    parser.add_argument("--holdout-ids", type=int, default=0, metavar="N",
-                        help="cityflow / csv without labelled query/gallery: hold N training identities out for evaluation")
-    parser.add_argument("--label-file", default=None, metavar="CSV",
-                        help="cityflow: labels of image_query / image_test (path,id,camera)")
-    parser.add_argument("--test-size", type=int, default=None, metavar="N",
-                        help="vehicleid: 800, 1600 or 2400 test identities (default 800); "
-                             "veriwild: 3000, 5000 or 10000 (default 3000)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="FORMAT:PATH",
+        help="dataset: cityflow:ROOT, veri:ROOT, market:ROOT, vehicleid:ROOT, veriwild:ROOT or csv:FILE.csv",
+    )
+    parser.add_argument(
+        "--holdout-ids",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cityflow / csv without labelled query/gallery: hold N training identities out for evaluation",
+    )
+    parser.add_argument(
+        "--label-file",
+        default=None,
+        metavar="CSV",
+        help="cityflow: labels of image_query / image_test (path,id,camera)",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="vehicleid: 800, 1600 or 2400 test identities (default 800); veriwild: 3000, 5000 or 10000 (default 3000)",
+    )
 
 
 #: The reader keyword of each option :func:`add_data_args` offers -> (its flag, its "not given" value).
@@ -261,7 +286,9 @@ def resolve_device(name: str | None) -> str:
         return name
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA GPU is available here (torch.cuda.is_available() is False); use --device cpu")
+            raise UsageError(
+                f"--device {name}: no CUDA GPU is available here (torch.cuda.is_available() is False); use --device cpu"
+            )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise UsageError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
@@ -294,7 +321,9 @@ def require_at_least(value: int, flag: str, low: int) -> None:
         raise UsageError(f"{flag} must be >= {low}, got {value}")
 
 
-def check_rerank_options(k1: int, k2: int, lambda_value: float, flags: Sequence[str] = ("--k1", "--k2", "--lambda")) -> None:
+def check_rerank_options(
+    k1: int, k2: int, lambda_value: float, flags: Sequence[str] = ("--k1", "--k2", "--lambda")
+) -> None:
     """The k-reciprocal parameters of ``eval`` and ``rerank``, checked before any work.
 
     Raises:
@@ -323,7 +352,9 @@ def _writable_folder(folder: Path, what: str) -> None:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as e:
-        raise UsageError(f"{what}: cannot write in {probe} ({e.strerror or type(e).__name__}); choose another place") from None
+        raise UsageError(
+            f"{what}: cannot write in {probe} ({e.strerror or type(e).__name__}); choose another place"
+        ) from None
 
 
 def check_output_dir(path: str, flag: str) -> Path:

@@ -35,9 +35,13 @@ _SEQUENCES = (tuple, list, collections.abc.Sequence)
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model-arg KEY=VALUE``, repeatable, read by :func:`model_args_of`."""
     parser.add_argument(
-        "--model-arg", dest="model_arg", action="append", default=[], metavar="KEY=VALUE",
+        "--model-arg",
+        dest="model_arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="a constructor argument of the architecture, repeatable: separate=false, fuse=add, "
-             "attention=sab, non_local=0,2,3,0 (see fnc-reid info MODEL --json for what it takes)",
+        "attention=sab, non_local=0,2,3,0 (see fnc-reid info MODEL --json for what it takes)",
     )
 
 
@@ -141,7 +145,9 @@ def parse_model_args(pairs: Sequence[str], architecture: str) -> dict[str, Any]:
             accepted = [k for k in params if k not in _SET_BY_COMMAND]
             close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UsageError(f"--model-arg {key}: {arch} has no argument {key!r}{hint} (it takes: {', '.join(accepted)})")
+            raise UsageError(
+                f"--model-arg {key}: {arch} has no argument {key!r}{hint} (it takes: {', '.join(accepted)})"
+            )
         param = params[key]
         try:
             out[key] = convert_value(text, param.annotation, param.default)

@@ -14,12 +14,16 @@ __all__ = ["add_demo_parser", "register", "run"]
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``fnc-reid demo [--output DIR] [--quick] [--seed N]``."""
-    p = add_command(subparsers, "demo", "train and evaluate on synthetic vehicles, offline",
-                      "The whole job on this machine with nothing downloaded: draw a small synthetic multi-camera "
-                      "vehicle dataset, score an untrained fnc_resnet50, train it with the paper's recipe at low "
-                      "resolution, score it again with and without re-ranking, and write a ranked-list picture and "
-                      "SAB attention maps as PNG. About 3.5 minutes on 2 quiet CPU cores.",
-                      "example:\n  fnc-reid demo --output fnc-demo")
+    p = add_command(
+        subparsers,
+        "demo",
+        "train and evaluate on synthetic vehicles, offline",
+        "The whole job on this machine with nothing downloaded: draw a small synthetic multi-camera "
+        "vehicle dataset, score an untrained fnc_resnet50, train it with the paper's recipe at low "
+        "resolution, score it again with and without re-ranking, and write a ranked-list picture and "
+        "SAB attention maps as PNG. About 3.5 minutes on 2 quiet CPU cores.",
+        "example:\n  fnc-reid demo --output fnc-demo",
+    )
     p.add_argument("--output", "-o", default="fnc-demo", metavar="DIR", help="output folder (default ./fnc-demo)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, meaningless numbers)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, initialisation and training")
@@ -27,8 +31,11 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_device_arg(p)
     p.add_argument("--save-model", action="store_true", help="also save the trained model to DIR/model")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty DIR that no demo wrote, replacing files at the demo's paths")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty DIR that no demo wrote, replacing files at the demo's paths",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -43,8 +50,16 @@ def run(args: argparse.Namespace) -> int:
     # The demo prints its own report; the reader's and trainer's INFO lines would repeat it.
     for name in ("fnc.data", "fnc.engine"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    run_demo(args.output, quick=args.quick, seed=args.seed, epochs=args.epochs, device=device,
-         save_model=args.save_model, progress=args.progress, overwrite=args.overwrite)
+    run_demo(
+        args.output,
+        quick=args.quick,
+        seed=args.seed,
+        epochs=args.epochs,
+        device=device,
+        save_model=args.save_model,
+        progress=args.progress,
+        overwrite=args.overwrite,
+    )
     return EXIT_OK
 
 

@@ -33,10 +33,14 @@ __all__ = ["add_info_parser", "add_list_parser", "model_info", "register", "run_
 
 def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``fnc-reid list [FILTER] [--pretrained]``."""
-    p = add_command(subparsers, "list", "list model names",
-                      "List registered model architectures (or, with --pretrained, the arch.tag names that have weights).",
-                      "FILTER is an fnmatch pattern (fnc_*, *resnet50*); a plain word matches names containing it.\n"
-                      "Exit code 1 if nothing matches.\n\nexamples:\n  fnc-reid list\n  fnc-reid list fnc --pretrained")
+    p = add_command(
+        subparsers,
+        "list",
+        "list model names",
+        "List registered model architectures (or, with --pretrained, the arch.tag names that have weights).",
+        "FILTER is an fnmatch pattern (fnc_*, *resnet50*); a plain word matches names containing it.\n"
+        "Exit code 1 if nothing matches.\n\nexamples:\n  fnc-reid list\n  fnc-reid list fnc --pretrained",
+    )
     p.add_argument("filter", nargs="?", default="*", metavar="FILTER", help="pattern or word (default: all)")
     p.add_argument("--pretrained", action="store_true", help="list arch.tag names with pretrained weights")
     p.set_defaults(func=run_list)
@@ -49,8 +53,10 @@ def run_list(args: argparse.Namespace) -> int:
     pattern = args.filter if any(c in args.filter for c in "*?[") else f"*{args.filter}*"
     names = list_models(pattern, pretrained=args.pretrained)
     if not names:
-        print(f"no {'pretrained ' if args.pretrained else ''}model matches {args.filter!r} "
-              "(fnc-reid list shows all)", file=sys.stderr)
+        print(
+            f"no {'pretrained ' if args.pretrained else ''}model matches {args.filter!r} (fnc-reid list shows all)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     print("\n".join(names))
     return EXIT_OK
@@ -61,10 +67,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 def add_info_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``fnc-reid info MODEL [--json]``."""
-    p = add_command(subparsers, "info", "describe a model",
-                      "Architecture, parameters, embedding size, input size and preprocessing, pretrained tags "
-                      "with their Hub ids, license and paper of a registered model. Nothing is downloaded.",
-                      "examples:\n  fnc-reid info fnc_se_resnext101\n  fnc-reid info bfe_resnet50.in1k --json")
+    p = add_command(
+        subparsers,
+        "info",
+        "describe a model",
+        "Architecture, parameters, embedding size, input size and preprocessing, pretrained tags "
+        "with their Hub ids, license and paper of a registered model. Nothing is downloaded.",
+        "examples:\n  fnc-reid info fnc_se_resnext101\n  fnc-reid info bfe_resnet50.in1k --json",
+    )
     p.add_argument("model", metavar="MODEL", help="arch or arch.tag, e.g. fnc_se_resnext101")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_model_args(p)
@@ -89,8 +99,16 @@ def model_info(name: str, model_args: dict[str, Any] | None = None) -> dict[str,
     tags = []
     for tag in list_pretrained_tags(arch):
         tcfg = get_pretrained_cfg(f"{arch}.{tag}")
-        tags.append({"name": tcfg.name, "hf_hub_id": tcfg.hf_hub_id, "dataset": tcfg.dataset,
-                     "license": tcfg.license, "source": tcfg.source, "metrics": tcfg.metrics})
+        tags.append(
+            {
+                "name": tcfg.name,
+                "hf_hub_id": tcfg.hf_hub_id,
+                "dataset": tcfg.dataset,
+                "license": tcfg.license,
+                "source": tcfg.source,
+                "metrics": tcfg.metrics,
+            }
+        )
     return {
         "name": cfg.name,
         "architecture": arch,
@@ -142,8 +160,10 @@ def run_info(args: argparse.Namespace) -> int:
     if info["pretrained_tags"]:
         lines.append("  pretrained")
         for t in info["pretrained_tags"]:
-            lines.append(f"    {t['name']:<28} hf-hub {t['hf_hub_id']}, {t['dataset'] or 'dataset n/a'}, "
-                         f"license {t['license'] or 'n/a'}")
+            lines.append(
+                f"    {t['name']:<28} hf-hub {t['hf_hub_id']}, {t['dataset'] or 'dataset n/a'}, "
+                f"license {t['license'] or 'n/a'}"
+            )
     else:
         lines.append("  pretrained     none (random init only)")
     print("\n".join(lines))

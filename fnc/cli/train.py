@@ -1,9 +1,9 @@
 """``fnc-reid train`` and ``fnc-reid eval``: train with the paper's recipe, score a model or checkpoint.
 
-    fnc-reid train --model fnc_se_resnext101 --data veri:/data/VeRi --output runs/veri
-    fnc-reid train ... --resume                      # continue runs/veri/last after a crash
-    torchrun --nproc_per_node 4 -m fnc.cli train ... --sync-bn
-    fnc-reid eval --checkpoint runs/veri/best --data veri:/data/VeRi --rerank --json
+fnc-reid train --model fnc_se_resnext101 --data veri:/data/VeRi --output runs/veri
+fnc-reid train ... --resume                      # continue runs/veri/last after a crash
+torchrun --nproc_per_node 4 -m fnc.cli train ... --sync-bn
+fnc-reid eval --checkpoint runs/veri/best --data veri:/data/VeRi --rerank --json
 """
 
 from __future__ import annotations
@@ -63,9 +63,15 @@ _METAVARS = {"input_size": ("H", "W"), "betas": ("B1", "B2")}
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, ``--batch-size`` for ``batch_size``, help from its metadata."""
-    group = parser.add_argument_group("training recipe (defaults: the paper's, BoT's where it is silent: docs/design.md)")
+    group = parser.add_argument_group(
+        "training recipe (defaults: the paper's, BoT's where it is silent: docs/design.md)"
+    )
     for f in dataclasses.fields(TrainConfig):
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help", "").replace("%", "%%")}
+        kw: dict[str, Any] = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            "help": f.metadata.get("help", "").replace("%", "%%"),
+        }
         if f.name in _FIELD_TYPES:
             typ, nargs = _FIELD_TYPES[f.name]
             kw["type"] = typ
@@ -86,7 +92,9 @@ def _recipe_args(parser: argparse.ArgumentParser) -> None:
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``fnc-reid train --model M --data FORMAT:PATH --output DIR [--resume] [recipe flags]``."""
     p = add_command(
-        subparsers, "train", "train a model with the paper's recipe",
+        subparsers,
+        "train",
+        "train a model with the paper's recipe",
         f"Train a re-ID model. Writes OUTPUT/{LAST} (resumable) and OUTPUT/{BEST} (best mAP), checkpoint "
         "folders that fnc.create_model(checkpoint_path=...) loads, and after every epoch "
         f"OUTPUT/{METRICS_FILE} (one JSON line per epoch: losses, lr, speed, metrics as fractions) and "
@@ -98,9 +106,15 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--output", required=True, metavar="DIR", help="folder for the checkpoints")
-    p.add_argument("--resume", action="store_true", help=f"continue from OUTPUT/{LAST} (starts afresh if there is none yet)")
-    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
-                   help="start from ImageNet weights (downloaded from the Hub); --no-pretrained: random init")
+    p.add_argument(
+        "--resume", action="store_true", help=f"continue from OUTPUT/{LAST} (starts afresh if there is none yet)"
+    )
+    p.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start from ImageNet weights (downloaded from the Hub); --no-pretrained: random init",
+    )
     p.add_argument("--verbose", action="store_true", help="debug logging")
     _recipe_args(p)
     p.set_defaults(func=run_train)
@@ -126,7 +140,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if field is None:
             raise
         message = str(e)
-        raise UsageError(_flag(field) + message[len(field):] if message.startswith(field) else f"{_flag(field)}: {message}") from None
+        raise UsageError(
+            _flag(field) + message[len(field) :] if message.startswith(field) else f"{_flag(field)}: {message}"
+        ) from None
 
 
 @reported("train")
@@ -158,7 +174,9 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{last} holds a {saved} run, not {arch}; pass --model {saved}")
     torch.manual_seed(config.seed)
     # A resumed run's weights come from the checkpoint, so nothing is downloaded.
-    model = create_model(args.model, pretrained=args.pretrained and not resuming, num_classes=data.num_train_pids, **model_args)
+    model = create_model(
+        args.model, pretrained=args.pretrained and not resuming, num_classes=data.num_train_pids, **model_args
+    )
     trainer = Trainer(model, data, out, config)
     with job():
         result = trainer.fit(resume=args.resume)
@@ -173,7 +191,9 @@ def run_train(args: argparse.Namespace) -> int:
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``fnc-reid eval (--model M | --checkpoint DIR) --data FORMAT:PATH [--rerank] [--json]``."""
     p = add_command(
-        subparsers, "eval", "mAP / CMC / mINP of a model on a dataset's query and gallery",
+        subparsers,
+        "eval",
+        "mAP / CMC / mINP of a model on a dataset's query and gallery",
         "Evaluate a model (by name) or a checkpoint folder on query vs gallery. With --json the last "
         "stdout line is a JSON object with mAP, rank1, rank5, rank10, mINP as fractions (with --trials, "
         "their means, each with a *_std, and trials).",
@@ -182,21 +202,38 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="registered architecture (with --pretrained weights by default)")
-    which.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder (e.g. runs/veri/best) or .safetensors file")
-    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
-                   help="with --model: load its pretrained weights (--no-pretrained: random init with --seed)")
+    which.add_argument(
+        "--checkpoint", metavar="DIR", help="a checkpoint folder (e.g. runs/veri/best) or .safetensors file"
+    )
+    p.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --model: load its pretrained weights (--no-pretrained: random init with --seed)",
+    )
     add_model_args(p)
     add_data_args(p)
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="image size; default the model's (a checkpoint records the size it was trained at)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="image size; default the model's (a checkpoint records the size it was trained at)",
+    )
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=75, k2=10, lambda=0.1)")
     p.add_argument("--rerank-k1", type=int, default=75, help="re-ranking k1")
     p.add_argument("--rerank-k2", type=int, default=10, help="re-ranking k2")
     p.add_argument("--rerank-lambda", type=float, default=0.1, help="re-ranking lambda")
     p.add_argument("--protocol", choices=("veri", "aic"), default=None, help="default: aic for cityflow, else veri")
-    p.add_argument("--trials", type=int, default=None, metavar="N",
-                   help="vehicleid: average over N random gallery draws (seeds 0..N-1; the literature uses 10) "
-                        "and report the standard deviations as *_std")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="vehicleid: average over N random gallery draws (seeds 0..N-1; the literature uses 10) "
+        "and report the standard deviations as *_std",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     add_device_arg(p)
@@ -209,7 +246,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 @reported("eval")
 def run_eval(args: argparse.Namespace) -> int:
     """Score the model; prints a table (percent) and with ``--json`` one line of fractions."""
-    check_rerank_options(args.rerank_k1, args.rerank_k2, args.rerank_lambda, ("--rerank-k1", "--rerank-k2", "--rerank-lambda"))
+    check_rerank_options(
+        args.rerank_k1, args.rerank_k2, args.rerank_lambda, ("--rerank-k1", "--rerank-k2", "--rerank-lambda")
+    )
     check_model_name(args.model)
     require_at_least(args.batch_size, "--batch-size", 1)
     require_at_least(args.num_workers, "--num-workers", 0)
@@ -242,7 +281,11 @@ def run_eval(args: argparse.Namespace) -> int:
         lambda_value=args.rerank_lambda,
     )
     with job():
-        metrics = evaluate_trials(model, datasets, **options) if args.trials is not None else evaluate_model(model, data, **options)
+        metrics = (
+            evaluate_trials(model, datasets, **options)
+            if args.trials is not None
+            else evaluate_model(model, data, **options)
+        )
     print(f"{'':14}" + "".join(f"{k:>9}" for k in _EVAL_KEYS))
     rows = [("plain", "")] + ([("re-ranked", "_rerank")] if args.rerank else [])
     for label, suffix in rows:
@@ -276,7 +319,9 @@ def _trial_datasets(args: argparse.Namespace) -> list[ReIDDataset]:
     """``--trials`` gallery draws of VehicleID's test set (the only format whose split is drawn)."""
     fmt, _, root = args.data.partition(":")
     if fmt.strip().lower() != "vehicleid":
-        raise UsageError(f"--trials applies to vehicleid data (its gallery is a random draw), not {fmt.strip().lower()!r}")
+        raise UsageError(
+            f"--trials applies to vehicleid data (its gallery is a random draw), not {fmt.strip().lower()!r}"
+        )
     if args.trials < 1:
         raise UsageError(f"--trials must be >= 1 (the literature uses 10), got {args.trials}")
     return vehicleid_trials(Path(root).expanduser(), trials=args.trials, **reader_options(args))

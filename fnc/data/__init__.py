@@ -11,7 +11,7 @@ A leaf package: torch, torchvision, numpy and PIL only; it never imports models 
 from fnc.data.cityflow import read_cityflow, read_name_list, read_train_label_xml
 from fnc.data.dataset import CorruptImageError, ImageDataset, load_image
 from fnc.data.market import read_market1501
-from fnc.data.records import ReIDDataset, Record, holdout_identities, relabel
+from fnc.data.records import Record, ReIDDataset, holdout_identities, relabel
 from fnc.data.registry import FORMATS, read_dataset
 from fnc.data.sampler import PKSampler
 from fnc.data.table import read_csv

@@ -20,10 +20,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from fnc.data.registry import register_format
 from fnc.data.records import (
-    ReIDDataset,
     Record,
+    ReIDDataset,
     check_consistent_labels,
     check_files_exist,
     holdout_identities,
@@ -31,6 +30,7 @@ from fnc.data.records import (
     require_dir,
     require_nonempty,
 )
+from fnc.data.registry import register_format
 from fnc.data.table import read_label_rows
 
 __all__ = ["read_cityflow", "read_name_list", "read_train_label_xml"]

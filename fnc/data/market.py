@@ -9,8 +9,8 @@ import logging
 import re
 from pathlib import Path
 
+from fnc.data.records import Record, ReIDDataset, make_dataset, require_dir, require_nonempty, scan_folder
 from fnc.data.registry import register_format
-from fnc.data.records import ReIDDataset, Record, make_dataset, require_dir, require_nonempty, scan_folder
 
 __all__ = ["read_market1501"]
 
@@ -24,7 +24,9 @@ _JUNK, _DISTRACTOR = -1, 0
 def _drop(records: list[Record], pids: set[int], split: str, folder: Path) -> list[Record]:
     kept = [r for r in records if r.pid not in pids]
     if len(kept) != len(records):
-        logger.info("%s: dropped %d image(s) with id in %s from %s", folder, len(records) - len(kept), sorted(pids), split)
+        logger.info(
+            "%s: dropped %d image(s) with id in %s from %s", folder, len(records) - len(kept), sorted(pids), split
+        )
     return kept
 
 

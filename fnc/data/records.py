@@ -164,7 +164,9 @@ def check_consistent_labels(records: Iterable[Record], source: str | Path) -> No
         more = f"\n  ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
         raise ValueError(
             f"{len(bad)} image(s) in {source} are labelled with two different vehicle ids or cameras:\n  "
-            + "\n  ".join(shown) + more + "\nFix the labels so that each image has one id and one camera."
+            + "\n  ".join(shown)
+            + more
+            + "\nFix the labels so that each image has one id and one camera."
         )
 
 
@@ -211,7 +213,9 @@ def scan_folder(folder: Path, pattern: re.Pattern[str]) -> list[Record]:
             continue
         records.append(Record(str(path), int(m.group("pid")), int(m.group("camid"))))
     if bad:
-        listed = ", ".join(bad[:_MAX_LISTED]) + (f", ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else "")
+        listed = ", ".join(bad[:_MAX_LISTED]) + (
+            f", ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        )
         raise ValueError(
             f"{len(bad)} file name(s) in {folder} do not match the expected pattern {pattern.pattern!r}: {listed}"
         )
@@ -271,7 +275,9 @@ def holdout_identities(
             by_id_cam[r.pid][r.camid].append(r)
     query, gallery = [], []
     # One image in each of its cameras: every image would be a query, with nothing to match.
-    unmatched = sorted(pid for pid, cams in by_id_cam.items() if len(cams) > 1 and all(len(v) == 1 for v in cams.values()))
+    unmatched = sorted(
+        pid for pid, cams in by_id_cam.items() if len(cams) > 1 and all(len(v) == 1 for v in cams.values())
+    )
     if unmatched:
         raise ValueError(
             f"held-out identities {unmatched[:_MAX_LISTED]} have exactly one image per camera, so all their images "

@@ -34,7 +34,9 @@ def register_format(name: str) -> Callable[[Reader], Reader]:
 
     def decorate(fn: Reader) -> Reader:
         if name in FORMATS and FORMATS[name] is not fn:
-            raise ValueError(f"dataset format {name!r} is registered twice ({FORMATS[name].__module__}, {fn.__module__})")
+            raise ValueError(
+                f"dataset format {name!r} is registered twice ({FORMATS[name].__module__}, {fn.__module__})"
+            )
         FORMATS[name] = fn
         return fn
 

@@ -70,7 +70,9 @@ class PKSampler(Sampler[Any]):
         if rank is None:
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         if num_instances < 1 or batch_size < 1 or batch_size % num_instances:
-            raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of num_instances ({num_instances})")
+            raise ValueError(
+                f"batch_size ({batch_size}) must be a positive multiple of num_instances ({num_instances})"
+            )
         num_ids = batch_size // num_instances
         if num_ids % num_replicas:
             raise ValueError(

@@ -7,16 +7,16 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from fnc.data.registry import register_format
 from fnc.data.records import (
-    ReIDDataset,
     Record,
+    ReIDDataset,
     check_consistent_labels,
     check_files_exist,
     holdout_identities,
     make_dataset,
     require_nonempty,
 )
+from fnc.data.registry import register_format
 
 __all__ = ["read_csv", "read_label_rows"]
 
@@ -34,7 +34,9 @@ def _read_text(path: Path) -> str:
             "(header line path,id,camera), not an image or another binary file"
         ) from None
     if "\x00" in text:
-        raise ValueError(f"{path} contains NUL bytes, so it is not a text CSV; pass the label CSV (header line path,id,camera)")
+        raise ValueError(
+            f"{path} contains NUL bytes, so it is not a text CSV; pass the label CSV (header line path,id,camera)"
+        )
     return text
 
 
@@ -139,9 +141,7 @@ def read_csv(
     for row, pid, camid in zip(rows, pids, camids):
         split = _SPLITS.get(row.get("split", "train").lower())
         if split is None:
-            raise ValueError(
-                f"{path}:{row['_line']}: unknown split {row['split']!r}; use one of {sorted(_SPLITS)}"
-            )
+            raise ValueError(f"{path}:{row['_line']}: unknown split {row['split']!r}; use one of {sorted(_SPLITS)}")
         image = Path(row["path"])
         splits[split].append(Record(str(image if image.is_absolute() else base / image), pid, camid))
     check_consistent_labels([r for recs in splits.values() for r in recs], path)

@@ -22,7 +22,15 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from fnc.data.records import ReIDDataset, Record, check_consistent_labels, check_files_exist, make_dataset, require_dir, require_nonempty
+from fnc.data.records import (
+    Record,
+    ReIDDataset,
+    check_consistent_labels,
+    check_files_exist,
+    make_dataset,
+    require_dir,
+    require_nonempty,
+)
 from fnc.data.registry import register_format
 
 __all__ = ["read_vehicleid", "vehicleid_trials"]
@@ -40,7 +48,9 @@ def _read_list(path: Path, image_dir: Path) -> list[Record]:
             continue
         m = _LINE.fullmatch(line.strip())
         if m is None:
-            raise ValueError(f"{path}:{lineno}: expected '<image id> <vehicle id>' (two integers), got {line.strip()!r}")
+            raise ValueError(
+                f"{path}:{lineno}: expected '<image id> <vehicle id>' (two integers), got {line.strip()!r}"
+            )
         imgid = m["imgid"]
         records.append(Record(str(image_dir / f"{imgid}.jpg"), int(m["vid"]), int(imgid)))
     require_nonempty(records, path.stem, path)
@@ -64,7 +74,9 @@ def _read_splits(root: str | Path, test_size: int) -> tuple[Path, list[Record], 
     missing = [str(p) for p in (image_dir, train_list, test_list) if not p.exists()]
     if missing:
         sizes = _test_sizes(split_dir)
-        present = f"test lists present: test_size={', '.join(map(str, sizes))}" if sizes else "no test_list_<N>.txt present"
+        present = (
+            f"test lists present: test_size={', '.join(map(str, sizes))}" if sizes else "no test_list_<N>.txt present"
+        )
         raise FileNotFoundError(
             f"VehicleID at {root} is missing {', '.join(missing)} ({present}); expected image/<imgid>.jpg, "
             f"{_SPLIT_DIR}/train_list.txt and {_SPLIT_DIR}/test_list_<N>.txt"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fnc.data.registry import register_format
 from fnc.data.records import ReIDDataset, make_dataset, require_dir, scan_folder
+from fnc.data.registry import register_format
 
 __all__ = ["read_veri776"]
 

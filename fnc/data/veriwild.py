@@ -21,7 +21,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fnc.data.records import ReIDDataset, Record, check_consistent_labels, check_files_exist, make_dataset, require_dir, require_nonempty
+from fnc.data.records import (
+    Record,
+    ReIDDataset,
+    check_consistent_labels,
+    check_files_exist,
+    make_dataset,
+    require_dir,
+    require_nonempty,
+)
 from fnc.data.registry import register_format
 
 __all__ = ["read_veriwild"]
@@ -70,7 +78,9 @@ def _read_vehicle_info(path: Path) -> dict[str, tuple[int, int]]:
             [Record(imgid, vid, cam) for imgid, labels in conflicts.items() for vid, cam in labels], path
         )
     if not info:
-        raise ValueError(f"{path} has no vehicle lines after its header; expected 'vid/imgid;camera;time;model;type;color'")
+        raise ValueError(
+            f"{path} has no vehicle lines after its header; expected 'vid/imgid;camera;time;model;type;color'"
+        )
     return info
 
 
@@ -87,7 +97,9 @@ def _read_list(path: Path, info: dict[str, tuple[int, int]], info_path: Path, im
             raise ValueError(f"{path}:{lineno}: image {imgid} is not in {info_path}")
         info_vid, camid = info[imgid]
         if info_vid != vid:
-            raise ValueError(f"{path}:{lineno}: image {imgid} is listed under vehicle {vid}, {info_path} says {info_vid}")
+            raise ValueError(
+                f"{path}:{lineno}: image {imgid} is listed under vehicle {vid}, {info_path} says {info_vid}"
+            )
         records.append(Record(str(image_dir / m["vid"] / f"{imgid}.jpg"), vid, camid))
     require_nonempty(records, path.stem, path)
     return records
@@ -133,7 +145,8 @@ def read_veriwild(root: str | Path, test_size: int = 3000) -> ReIDDataset:
         missing.insert(0, str(image_dir))
     if missing:
         sizes = [
-            s for s in TEST_SIZES
+            s
+            for s in TEST_SIZES
             if _first_existing(split_dir, _gallery_names(s)) and _first_existing(split_dir, _query_names(s))
         ]
         present = f"test lists present for test_size={', '.join(map(str, sizes))}" if sizes else "no test lists present"

@@ -108,7 +108,9 @@ def _flatten(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
         return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {key!r} in a checkpoint (tensors, numbers, str, lists, dicts only)")
+    raise TypeError(
+        f"cannot store {type(obj).__name__} at {key!r} in a checkpoint (tensors, numbers, str, lists, dicts only)"
+    )
 
 
 def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -175,7 +177,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = dict(state["numpy"])
-    numpy_state["state"] = {k: np.asarray(v, dtype=np.uint32) if k == "key" else v for k, v in numpy_state["state"].items()}
+    numpy_state["state"] = {
+        k: np.asarray(v, dtype=np.uint32) if k == "key" else v for k, v in numpy_state["state"].items()
+    }
     np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():

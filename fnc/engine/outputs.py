@@ -95,7 +95,9 @@ def check_output_folder(
     )
 
 
-def check_output_files(paths: Iterable[str | os.PathLike], *, overwrite: bool = False, flag: str = "--overwrite") -> None:
+def check_output_files(
+    paths: Iterable[str | os.PathLike], *, overwrite: bool = False, flag: str = "--overwrite"
+) -> None:
     """Refuse to replace existing files unless ``overwrite`` is set.
 
     Args:

@@ -53,9 +53,7 @@ def push_checkpoint(
     """
     folder = Path(folder)
     if not folder.is_dir() or not (folder / CONFIG_FILE).is_file():
-        raise FileNotFoundError(
-            f"{folder} is not a checkpoint folder (expected {CONFIG_FILE} and {MODEL_FILE} in it)"
-        )
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder (expected {CONFIG_FILE} and {MODEL_FILE} in it)")
     if repo_id.count("/") > 1 or not repo_id.strip("/"):
         raise ValueError(f"REPO_ID must look like org/name, got {repo_id!r}")
     if (folder / STATE_FILE).is_file():

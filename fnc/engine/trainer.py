@@ -246,12 +246,20 @@ class Trainer:
         cfg = self.config
         dc = self.data_config
         transform = build_transforms(
-            dc.hw, dc.mean, dc.std, train=True, flip_p=cfg.flip_p, padding=cfg.padding, erase_p=cfg.erase_p,
+            dc.hw,
+            dc.mean,
+            dc.std,
+            train=True,
+            flip_p=cfg.flip_p,
+            padding=cfg.padding,
+            erase_p=cfg.erase_p,
             interpolation=dc.interpolation,
         )
         # Seeded: each image's augmentation comes from (seed, epoch, place in the batch sequence), not
         # from a worker's RNG, so the number of workers (free to change on resume) changes nothing.
-        sampler = PKSampler(self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed, seeded=True)
+        sampler = PKSampler(
+            self.data.train, num_instances=cfg.num_instances, batch_size=cfg.batch_size, seed=cfg.seed, seeded=True
+        )
         return DataLoader(
             ImageDataset(self.data.train, transform, skip_corrupt=cfg.skip_corrupt),
             batch_size=sampler.local_batch_size,
@@ -268,7 +276,14 @@ class Trainer:
         """
         cfg = self.config
         params = [p for p in model.parameters() if p.requires_grad]
-        return Ranger(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, k=cfg.lookahead_k, alpha=cfg.lookahead_alpha)
+        return Ranger(
+            params,
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            weight_decay=cfg.weight_decay,
+            k=cfg.lookahead_k,
+            alpha=cfg.lookahead_alpha,
+        )
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         """Linear warm-up, then step decay at the milestones; stepped once per epoch.
@@ -336,7 +351,13 @@ class Trainer:
             ``mINP``), or the last epoch's training stats if nothing was evaluated.
         """
         if resume:
-            path = self.output_dir / LAST if resume is True and self.output_dir else Path(resume) if resume is not True else None
+            path = (
+                self.output_dir / LAST
+                if resume is True and self.output_dir
+                else Path(resume)
+                if resume is not True
+                else None
+            )
             if path is None:
                 raise ValueError("resume=True needs output_dir (or pass the checkpoint folder)")
             found = recover_checkpoint(path) if self._is_main() else path
@@ -401,7 +422,9 @@ class Trainer:
         total, count = 0.0, 0
         terms: dict[str, float] = {}
         start = time.perf_counter()
-        progress = EpochProgress(self.loader, f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and self._is_main())
+        progress = EpochProgress(
+            self.loader, f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and self._is_main()
+        )
         for batch_images, pids, _ in progress:
             loss, parts = self.train_step(batch_images, pids)
             total += loss
@@ -409,7 +432,9 @@ class Trainer:
             for key, value in parts.items():
                 if "/" not in key:  # per-branch parts sum into the terms
                     terms[key] = terms.get(key, 0.0) + value
-            progress.update(len(pids) * self.dist.world_size, loss=loss, **{k: parts[k] for k in parts if "/" not in k}, lr=lr)
+            progress.update(
+                len(pids) * self.dist.world_size, loss=loss, **{k: parts[k] for k in parts if "/" not in k}, lr=lr
+            )
         progress.close()
         elapsed = time.perf_counter() - start
         stats: dict[str, float] = {"loss": total / max(count, 1)}
@@ -421,8 +446,14 @@ class Trainer:
             shown = ", ".join(f"{k[5:]} {v:.4f}" for k, v in stats.items() if k.startswith("loss_"))
             logger.info(
                 "epoch %d/%d: loss %.4f%s, lr %.2e, %.1f images/s, %d steps in %.1f s",
-                epoch + 1, cfg.epochs, stats["loss"], f" ({shown})" if shown else "", lr, stats["images_per_s"],
-                count, elapsed,
+                epoch + 1,
+                cfg.epochs,
+                stats["loss"],
+                f" ({shown})" if shown else "",
+                lr,
+                stats["images_per_s"],
+                count,
+                elapsed,
             )
         return stats
 
@@ -533,7 +564,9 @@ class Trainer:
         else:
             logger.warning(
                 "checkpoint was written by %d processes, this run has %d: RNG streams reseeded, "
-                "so augmentations will differ from an uninterrupted run", len(rng_states), self.dist.world_size,
+                "so augmentations will differ from an uninterrupted run",
+                len(rng_states),
+                self.dist.world_size,
             )
             _seed_everything(self.config.seed + self.dist.rank + 1000 * int(meta["epoch"]))
         self.epoch = int(meta["epoch"])
@@ -585,7 +618,9 @@ class Trainer:
         if self.center_optimizer is None:
             return
         if "criterion" not in state:
-            logger.warning("%s has no center-loss state (written with center_weight=0): the centres start afresh", folder)
+            logger.warning(
+                "%s has no center-loss state (written with center_weight=0): the centres start afresh", folder
+            )
             return
         self.criterion.load_state_dict({k: v.to(self.device) for k, v in state["criterion"].items()})
         self.center_optimizer.load_state_dict(state["center_optimizer"])
@@ -609,7 +644,11 @@ class Trainer:
         changed = {k: (saved[k], now[k]) for k in saved if k in now and k not in _RESUME_FREE and saved[k] != now[k]}
         if changed:
             listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
-            logger.warning("resuming %s with a changed recipe (%s); the result will differ from an uninterrupted run", folder, listed)
+            logger.warning(
+                "resuming %s with a changed recipe (%s); the result will differ from an uninterrupted run",
+                folder,
+                listed,
+            )
 
     def _meta(self) -> dict[str, Any]:
         cfg = getattr(self.model, "pretrained_cfg", None)
@@ -636,7 +675,9 @@ class Trainer:
             if best:
                 # best before last: a crash in between resumes from the previous epoch, which
                 # re-trains this one identically and rewrites best.
-                save_training_folder(self.output_dir / BEST, self.model, None, dict(meta, metrics=self.history[-1]), card)
+                save_training_folder(
+                    self.output_dir / BEST, self.model, None, dict(meta, metrics=self.history[-1]), card
+                )
             save_training_folder(self.output_dir / LAST, self.model, state, meta, card)
             logger.info("saved %s%s", self.output_dir / LAST, " and best" if best else "")
         self._barrier()

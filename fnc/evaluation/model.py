@@ -87,14 +87,28 @@ def evaluate_model(
     """
     if not data.query or not data.gallery:
         raise ValueError(f"{data.name or 'the dataset'} has no query/gallery split to evaluate on")
-    kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, normalize=True, input_size=input_size, progress=False)
+    kw = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        normalize=True,
+        input_size=input_size,
+        progress=False,
+    )
     q = torch.from_numpy(extract(model, [r.path for r in data.query], **kw))
     g = torch.from_numpy(extract(model, [r.path for r in data.gallery], **kw))
     return _score(q, g, data, protocol, rerank, k1, k2, lambda_value)
 
 
 def _score(
-    q: torch.Tensor, g: torch.Tensor, data: ReIDDataset, protocol: str, rerank: bool, k1: int, k2: int, lambda_value: float
+    q: torch.Tensor,
+    g: torch.Tensor,
+    data: ReIDDataset,
+    protocol: str,
+    rerank: bool,
+    k1: int,
+    k2: int,
+    lambda_value: float,
 ) -> dict[str, float]:
     """Metrics of query features ``q`` against gallery features ``g`` (rows in ``data``'s order)."""
     q_pids = np.array([r.pid for r in data.query])
@@ -156,7 +170,14 @@ def evaluate_trials(
         if not data.query or not data.gallery:
             raise ValueError(f"trial {i} ({data.name or 'dataset'}) has no query/gallery split to evaluate on")
     paths = list(dict.fromkeys(r.path for data in datasets for r in (*data.query, *data.gallery)))
-    kw = dict(batch_size=batch_size, num_workers=num_workers, device=device, normalize=True, input_size=input_size, progress=False)
+    kw = dict(
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        normalize=True,
+        input_size=input_size,
+        progress=False,
+    )
     feats = torch.from_numpy(extract(model, paths, **kw))
     row = {p: i for i, p in enumerate(paths)}
     runs = []

@@ -10,13 +10,12 @@ from __future__ import annotations
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-ArrayLike = Union[np.ndarray, Tensor]
+ArrayLike = np.ndarray | Tensor
 
 #: The evaluation protocols :func:`evaluate` knows.
 PROTOCOLS = ("veri", "aic")
@@ -64,8 +63,11 @@ def _vector(x: ArrayLike, n: int, name: str) -> Tensor:
         t = x.detach().cpu()
     else:
         array = np.asarray(x)
-        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
-                or np.issubdtype(array.dtype, np.floating)):
+        if not (
+            np.issubdtype(array.dtype, np.integer)
+            or np.issubdtype(array.dtype, np.bool_)
+            or np.issubdtype(array.dtype, np.floating)
+        ):
             raise TypeError(
                 f"{name} must hold integers, got dtype {array.dtype}; map string ids to integers first "
                 "(e.g. np.unique(ids, return_inverse=True)[1])"
@@ -162,9 +164,7 @@ def _sort_keys(dist: Tensor, bits: int, cols: Tensor) -> Tensor:
     return key.bitwise_or_(cols)
 
 
-def _positions_by_sort(
-    dist: Tensor, rel: Tensor, kept: Tensor, count: Tensor, width: int
-) -> tuple[Tensor, Tensor]:
+def _positions_by_sort(dist: Tensor, rel: Tensor, kept: Tensor, count: Tensor, width: int) -> tuple[Tensor, Tensor]:
     """:func:`_positions` for float32 distances by a full sort of every row.
 
     Each distance's bits, mapped to integers in the same order, are packed above its gallery
@@ -285,7 +285,7 @@ def evaluate(
     if num_valid == 0:
         raise ValueError("no query has a valid match in the gallery")
     if num_valid < nq:
-        warnings.warn(f"{nq - num_valid} of {nq} queries have no valid match and are skipped")
+        warnings.warn(f"{nq - num_valid} of {nq} queries have no valid match and are skipped", stacklevel=2)
         dist, rel, kept = dist[valid], rel[valid], kept[valid]
 
     pos, count = _positions(dist, rel, kept)
@@ -301,6 +301,4 @@ def evaluate(
     max_rank = min(int(max_rank), ng)
     first = pos[:, 0]
     cmc = (first.unsqueeze(1) <= torch.arange(1, max_rank + 1)).to(torch.float64).mean(0)
-    return EvalResult(
-        mAP=float(ap.mean()), cmc=cmc.numpy(), mINP=float(inp.mean()), num_valid=num_valid
-    )
+    return EvalResult(mAP=float(ap.mean()), cmc=cmc.numpy(), mINP=float(inp.mean()), num_valid=num_valid)

@@ -89,7 +89,9 @@ def _check_opset(opset: object) -> int:
 class _Normalized(nn.Module):
     """``model((x - mean) / std)``: the graph then takes RGB in [0, 1]."""
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self, model: nn.Module, mean: Sequence[float], std: Sequence[float], dtype: torch.dtype, device: torch.device
+    ) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1))
@@ -230,8 +232,15 @@ def _input_range(normalize_input: bool) -> str:
     return "RGB in [0, 1]" if normalize_input else "RGB in [0, 1], normalised with mean / std"
 
 
-def _write_sidecar(path: Path, meta: dict[str, str], hgt: int, wid: int, mean: Sequence[float],
-                   std: Sequence[float], normalize_input: bool) -> None:
+def _write_sidecar(
+    path: Path,
+    meta: dict[str, str],
+    hgt: int,
+    wid: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    normalize_input: bool,
+) -> None:
     sidecar = {
         "schema_version": _SIDECAR_SCHEMA_VERSION,
         "model_name": meta["architecture"],
@@ -255,8 +264,17 @@ def _write_sidecar(path: Path, meta: dict[str, str], hgt: int, wid: int, mean: S
     os.replace(tmp, target)
 
 
-def _verify(model: nn.Module, file: str, hgt: int, wid: int, device: torch.device, dtype: torch.dtype,
-            mean: Sequence[float], std: Sequence[float], normalize_input: bool) -> None:
+def _verify(
+    model: nn.Module,
+    file: str,
+    hgt: int,
+    wid: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    mean: Sequence[float],
+    std: Sequence[float],
+    normalize_input: bool,
+) -> None:
     import onnxruntime as ort
 
     gen = torch.Generator().manual_seed(0)

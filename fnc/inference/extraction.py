@@ -34,8 +34,13 @@ class _ImageListDataset(Dataset):
     """Preprocessed images of a list of ImageLike items (loaded lazily, in workers if any), each
     with a flag that says whether it could be read (always True unless ``skip_corrupt``)."""
 
-    def __init__(self, items: Sequence[ImageLike], transform: Callable[[Image.Image], torch.Tensor],
-                 hw: tuple[int, int], skip_corrupt: bool = False) -> None:
+    def __init__(
+        self,
+        items: Sequence[ImageLike],
+        transform: Callable[[Image.Image], torch.Tensor],
+        hw: tuple[int, int],
+        skip_corrupt: bool = False,
+    ) -> None:
         self.items = items
         self.transform = transform
         self.hw = hw

@@ -7,7 +7,6 @@ and the dataset readers alike.
 from __future__ import annotations
 
 import os
-from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -19,7 +18,7 @@ __all__ = ["ImageLike", "as_rgb_image", "list_images"]
 
 
 #: One image: a file path, a PIL image, or an (H, W, 3) / (H, W) uint8 numpy array.
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
@@ -80,8 +79,4 @@ def as_rgb_image(image: ImageLike) -> Image.Image:
                 f"{image.shape}; for float data pass a preprocessed torch tensor (N, 3, H, W) instead"
             )
         return to_rgb(Image.fromarray(image))
-    raise TypeError(
-        f"expected an image path, PIL image or uint8 numpy array, got {type(image).__name__}"
-    )
-
-
+    raise TypeError(f"expected an image path, PIL image or uint8 numpy array, got {type(image).__name__}")

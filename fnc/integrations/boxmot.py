@@ -154,14 +154,24 @@ class AppearanceModel:
 
     def __repr__(self) -> str:
         name = getattr(getattr(self.model, "pretrained_cfg", None), "name", "") or type(self.model).__name__
-        return (f"{type(self).__name__}({name!r}, device={str(self.device)!r}, batch_size={self.batch_size}, "
-                f"input_size={self.input_size})")
+        return (
+            f"{type(self).__name__}({name!r}, device={str(self.device)!r}, batch_size={self.batch_size}, "
+            f"input_size={self.input_size})"
+        )
 
     def _crops(self, xyxy: Any, img_bgr: np.ndarray) -> list[np.ndarray]:
         """The RGB crop of each box, clipped to the frame (validation lives here)."""
-        if not isinstance(img_bgr, np.ndarray) or img_bgr.dtype != np.uint8 or img_bgr.ndim != 3 or img_bgr.shape[2] != 3:
-            described = (f"{img_bgr.dtype} array of shape {img_bgr.shape}" if isinstance(img_bgr, np.ndarray)
-                         else type(img_bgr).__name__)
+        if (
+            not isinstance(img_bgr, np.ndarray)
+            or img_bgr.dtype != np.uint8
+            or img_bgr.ndim != 3
+            or img_bgr.shape[2] != 3
+        ):
+            described = (
+                f"{img_bgr.dtype} array of shape {img_bgr.shape}"
+                if isinstance(img_bgr, np.ndarray)
+                else type(img_bgr).__name__
+            )
             raise ValueError(f"img_bgr must be an (H, W, 3) uint8 BGR array (an OpenCV frame), got {described}")
         boxes = np.asarray(xyxy, dtype=np.float64)
         if boxes.ndim == 1:
@@ -194,7 +204,7 @@ class AppearanceModel:
         crops = []
         for i in range(len(boxes)):
             if x2[i] > x1[i] and y2[i] > y1[i]:
-                crops.append(np.ascontiguousarray(img_bgr[y1[i]:y2[i], x1[i]:x2[i], ::-1]))
+                crops.append(np.ascontiguousarray(img_bgr[y1[i] : y2[i], x1[i] : x2[i], ::-1]))
             else:
                 crops.append(np.zeros((*self.input_size, 3), np.uint8))
         return crops
@@ -235,7 +245,7 @@ class AppearanceModel:
         try:
             with torch.inference_mode():
                 for start in range(0, len(crops), self.batch_size):
-                    batch = torch.stack([self._transform(c) for c in crops[start:start + self.batch_size]])
+                    batch = torch.stack([self._transform(c) for c in crops[start : start + self.batch_size]])
                     feats = self.model(batch.to(device=self.device, dtype=self._dtype, non_blocking=True))
                     chunks.append(F.normalize(feats.float(), dim=1).cpu().numpy())
         finally:

@@ -29,7 +29,11 @@ def check_batch(x: object, pids: object, name: str) -> None:
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a float tensor, got {x.dtype}")
     if not isinstance(pids, Tensor):
-        hint = "; map string ids to integers 0..N-1 first" if isinstance(pids, (list, tuple)) and pids and isinstance(pids[0], str) else ""
+        hint = (
+            "; map string ids to integers 0..N-1 first"
+            if isinstance(pids, (list, tuple)) and pids and isinstance(pids[0], str)
+            else ""
+        )
         raise TypeError(
             f"pids must be a torch.Tensor of integer identity labels (torch.tensor(labels)), got {type(pids).__name__}{hint}"
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from fnc.losses.cross_entropy import cross_entropy_loss
@@ -38,9 +37,13 @@ def _as_branches(outputs: Any) -> list[tuple[Tensor, Tensor | None]]:
         elif isinstance(out, Sequence) and len(out) == 2:
             feat, logits = out
         else:
-            raise TypeError(f"branch {i}: expected `.feat`/`.logits` or a (feat, logits) pair, got {type(out).__name__}")
+            raise TypeError(
+                f"branch {i}: expected `.feat`/`.logits` or a (feat, logits) pair, got {type(out).__name__}"
+            )
         if not isinstance(feat, Tensor):
-            raise TypeError(f"branch {i}: feat must be a Tensor, got {type(feat).__name__}; is the model in train mode?")
+            raise TypeError(
+                f"branch {i}: feat must be a Tensor, got {type(feat).__name__}; is the model in train mode?"
+            )
         branches.append((feat, logits))
     return branches
 

@@ -95,7 +95,9 @@ class ReIDModel(nn.Module, HubMixin):
         if x.shape[0] == 0:
             raise ValueError(f"empty batch: got shape {tuple(x.shape)}; pass at least one image")
         if x.is_meta:
-            raise ValueError("the input is a meta-device tensor, which holds no data; pass a tensor on the model's device")
+            raise ValueError(
+                "the input is a meta-device tensor, which holds no data; pass a tensor on the model's device"
+            )
         param = next(self.parameters(), None)
         if param is not None:
             if x.device != param.device:

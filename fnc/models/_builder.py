@@ -141,8 +141,13 @@ def resolve_source(
         # architecture arguments they need before the model is built.
         fmt = pth_file_weights(checkpoint_path, cfg, hub)[1]
         local = replace(
-            cfg, file=os.fspath(checkpoint_path), hf_hub_id=None, url=None, weights_format=fmt.weights_format,
-            classifier=fmt.classifier, source=f"{fmt.description} checkpoint {os.path.basename(checkpoint_path)}",
+            cfg,
+            file=os.fspath(checkpoint_path),
+            hf_hub_id=None,
+            url=None,
+            weights_format=fmt.weights_format,
+            classifier=fmt.classifier,
+            source=f"{fmt.description} checkpoint {os.path.basename(checkpoint_path)}",
         )
         if not split_model_name_tag(model_name)[1]:
             # The default tag describes other weights (an ImageNet backbone); a bare name claims nothing.

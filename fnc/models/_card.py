@@ -30,7 +30,18 @@ _RERANK = "k-reciprocal (k1=75, k2=10, lambda=0.1)"
 
 
 _TABLE_KEYS = frozenset(
-    {"mAP", "map", "rank1", "rank-1", "top1", "mAP_rerank", "map_rerank", "rank1_rerank", "rank-1_rerank", "top1_rerank"}
+    {
+        "mAP",
+        "map",
+        "rank1",
+        "rank-1",
+        "top1",
+        "mAP_rerank",
+        "map_rerank",
+        "rank1_rerank",
+        "rank-1_rerank",
+        "top1_rerank",
+    }
 )
 
 

@@ -57,9 +57,12 @@ _STRONG_BASELINE_DROPPED = re.compile(r"^base\.fc\.(weight|bias)$")
 
 # What a key that no rule knows most likely is, to say in the error.
 _HINTS: tuple[tuple[str, str], ...] = (
-    ("heads.bottleneck.1.", (
-        "a reduction layer before the BNNeck (fast-reid MODEL.HEADS.EMBEDDING_DIM > 0), which the Baseline does not have"
-    )),
+    (
+        "heads.bottleneck.1.",
+        (
+            "a reduction layer before the BNNeck (fast-reid MODEL.HEADS.EMBEDDING_DIM > 0), which the Baseline does not have"
+        ),
+    ),
     ("classifier.bias", "a classifier with a bias (reid-strong-baseline MODEL.NECK 'no'), which has no BNNeck"),
     ("backbone.NL_", "non-local blocks outside layer1-4"),
 )
@@ -102,7 +105,7 @@ def _tensors(state_dict: Mapping[str, object], source: str) -> dict[str, torch.T
     keys = list(state_dict)
     # nn.DataParallel saves every key under "module.".
     if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in state_dict.items()}  # type: ignore[misc]
+        return {k[len("module.") :]: v for k, v in state_dict.items()}  # type: ignore[misc]
     return dict(state_dict)  # type: ignore[arg-type]
 
 

@@ -152,9 +152,7 @@ def _timm_key(model_key: str) -> str | None:
     return None if m is None else (m["trunk"] or m["stage"])
 
 
-def remap_timm_backbone(
-    state_dict: Mapping[str, torch.Tensor], model_keys: Iterable[str]
-) -> dict[str, torch.Tensor]:
+def remap_timm_backbone(state_dict: Mapping[str, torch.Tensor], model_keys: Iterable[str]) -> dict[str, torch.Tensor]:
     """Map a timm backbone state dict onto every model key that holds a copy of each tensor.
 
     ``backbone.<k>`` takes timm's ``k``; ``<branch>.layerN.<...>`` takes ``layerN.<...>``, so
@@ -305,12 +303,16 @@ def load_checkpoint(
         copies = list(dict.fromkeys(k.split(".")[0] for k in ckpt))
         what = "ImageNet backbone" + (f", copied into {' + '.join(copies)}" if copies != ["backbone"] else "")
     dropped_note = f"; dropped {len(dropped)} checkpoint tensors ({', '.join(drop_prefixes)})" if dropped else ""
-    init_note = (
-        f"; initialised {len(initialised)} ({_groups(initialised, own)})" if initialised else "; initialised 0"
-    )
+    init_note = f"; initialised {len(initialised)} ({_groups(initialised, own)})" if initialised else "; initialised 0"
     _logger.info(
         "%s: loaded %d tensors from %s (%s)%s%s%s",
-        name, len(ckpt), source, what, init_note, classifier_note, dropped_note,
+        name,
+        len(ckpt),
+        source,
+        what,
+        init_note,
+        classifier_note,
+        dropped_note,
     )
 
 

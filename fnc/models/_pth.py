@@ -169,7 +169,8 @@ def read_pth(path: str | os.PathLike, where: str = "") -> dict[str, torch.Tensor
         detail = _DETAIL.search(str(err))
         if found or detail:
             what = (
-                f"needs {found.group(1).replace(' ', '')} to load" if found
+                f"needs {found.group(1).replace(' ', '')} to load"
+                if found
                 else f"uses what torch's weights-only unpickler refuses ({detail.group(1).strip()})"
             )
             raise UnsafeCheckpointError(
@@ -199,7 +200,7 @@ def read_pth(path: str | os.PathLike, where: str = "") -> dict[str, torch.Tensor
 def _strip_module(keys: list[str]) -> list[str]:
     # nn.DataParallel saves every key under "module.".
     if keys and all(k.startswith("module.") for k in keys):
-        return [k[len("module."):] for k in keys]
+        return [k[len("module.") :] for k in keys]
     return keys
 
 
@@ -285,7 +286,9 @@ def _save_atomic(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict
     tmp = path.with_name(f".{path.name}.{os.getpid()}.incomplete")
     try:
         # safetensors refuses tensors that share storage (a pickle may alias them): one copy each.
-        safetensors.torch.save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(tmp), metadata)
+        safetensors.torch.save_file(
+            {k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(tmp), metadata
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -331,10 +334,14 @@ def _check_converted(target: Path, cfg: PretrainedCfg, where: str) -> PthFormat:
         with safetensors.safe_open(str(target), "pt") as f:
             meta = f.metadata() or {}
     except Exception as err:  # safetensors raises its own Rust error type for every bad byte
-        raise CorruptCheckpointError(f"corrupt converted checkpoint {str(target)!r} (converted from{where}): {err}; delete it") from err
+        raise CorruptCheckpointError(
+            f"corrupt converted checkpoint {str(target)!r} (converted from{where}): {err}; delete it"
+        ) from err
     fmt = PTH_FORMATS.get(meta.get("format", ""))
     if fmt is None:
-        raise CorruptCheckpointError(f"{str(target)!r} (converted from{where}) was not written by fnc-reid's .pth conversion; delete it")
+        raise CorruptCheckpointError(
+            f"{str(target)!r} (converted from{where}) was not written by fnc-reid's .pth conversion; delete it"
+        )
     stats = {k: tuple(json.loads(meta[k])) if k in meta else None for k in ("pixel_mean", "pixel_std")}
     _check_stats(ConvertedCheckpoint({}, **stats), cfg, where)
     return fmt
@@ -382,7 +389,9 @@ def fetch_url(url: str, hub: HubOptions = HubOptions()) -> Path:
             raise CorruptCheckpointError(f"download of {url} ended after {size} of {announced} bytes; retry")
         os.replace(tmp, path)
     except urllib.error.HTTPError as err:
-        raise PretrainedNotFoundError(f"{url} answered HTTP {err.code} ({err.reason}); the release file may have moved") from err
+        raise PretrainedNotFoundError(
+            f"{url} answered HTTP {err.code} ({err.reason}); the release file may have moved"
+        ) from err
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         reason = getattr(err, "reason", err)
         raise PretrainedNotFoundError(
@@ -435,7 +444,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pth_file_weights(path: str | os.PathLike, cfg: PretrainedCfg, hub: HubOptions = HubOptions()) -> tuple[Path, PthFormat]:
+def pth_file_weights(
+    path: str | os.PathLike, cfg: PretrainedCfg, hub: HubOptions = HubOptions()
+) -> tuple[Path, PthFormat]:
     """The safetensors conversion of a local ``.pth`` (``checkpoint_path=``), cached by the file's content.
 
     The conversion is keyed by the file's SHA-256, so an edited or replaced file is converted

@@ -128,6 +128,7 @@ def list_models(
         names = [f"{a}.{t}" for a, tags in _pretrained_cfgs.items() for t, c in tags.items() if c.has_weights]
     else:
         names = list(_model_entrypoints)
+
     # A pattern without a tag also matches that architecture's tagged names.
     def matches(name: str, patterns: list[str]) -> bool:
         arch = split_model_name_tag(name)[0]

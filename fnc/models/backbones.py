@@ -28,8 +28,17 @@ from ._pretrained import PretrainedCfg
 from .attention import SEModule
 
 __all__ = [
-    "IBN", "Bottleneck", "ResNet", "STEM_POOLS", "BackboneSpec", "BACKBONES", "create_backbone", "create_bottleneck",
-    "in1k_cfg", "run_blocks", "init_weights",
+    "IBN",
+    "Bottleneck",
+    "ResNet",
+    "STEM_POOLS",
+    "BackboneSpec",
+    "BACKBONES",
+    "create_backbone",
+    "create_bottleneck",
+    "in1k_cfg",
+    "run_blocks",
+    "init_weights",
 ]
 
 
@@ -299,15 +308,21 @@ class BackboneSpec:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(
-        (3, 4, 6, 3), timm_name="resnet50",
+        (3, 4, 6, 3),
+        timm_name="resnet50",
         in1k=_timm_in1k("timm/resnet50.tv_in1k", "torchvision ResNet-50 ImageNet-1k weights, timm repackaging"),
     ),
     "resnet101": BackboneSpec(
-        (3, 4, 23, 3), timm_name="resnet101",
+        (3, 4, 23, 3),
+        timm_name="resnet101",
         in1k=_timm_in1k("timm/resnet101.tv_in1k", "torchvision ResNet-101 ImageNet-1k weights, timm repackaging"),
     ),
     "se_resnext101": BackboneSpec(
-        (3, 4, 23, 3), 32, 4, True, timm_name="seresnext101_32x4d",
+        (3, 4, 23, 3),
+        32,
+        4,
+        True,
+        timm_name="seresnext101_32x4d",
         in1k=_timm_in1k(
             "timm/seresnext101_32x4d.gluon_in1k", "Gluon SE-ResNeXt-101 32x4d ImageNet-1k weights, timm repackaging"
         ),

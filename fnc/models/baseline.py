@@ -87,16 +87,20 @@ class Baseline(ReIDModel):
                 f"non_local must give 4 counts >= 0, one per stage (layer1..layer4), got {counts!r}; "
                 "e.g. (0, 2, 3, 0) for fast-reid's SBS ResNet-50"
             )
-        too_many = [f"layer{i} has {len(s)} blocks, asked {c}" for i, (s, c) in enumerate(zip(stages, counts), 1) if c > len(s)]
+        too_many = [
+            f"layer{i} has {len(s)} blocks, asked {c}" for i, (s, c) in enumerate(zip(stages, counts), 1) if c > len(s)
+        ]
         if too_many:
             raise ValueError(f"non_local={counts!r} puts more blocks than a stage has: {'; '.join(too_many)}")
         if not any(counts):
             return None
-        return nn.ModuleDict({
-            f"stage{i}": nn.ModuleList([NonLocal(stage[-1].bn3.num_features) for _ in range(c)])
-            for i, (stage, c) in enumerate(zip(stages, counts), 1)
-            if c
-        })
+        return nn.ModuleDict(
+            {
+                f"stage{i}": nn.ModuleList([NonLocal(stage[-1].bn3.num_features) for _ in range(c)])
+                for i, (stage, c) in enumerate(zip(stages, counts), 1)
+                if c
+            }
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The res5 map, (B, 2048, H / stride, W / stride): non-local blocks included, attended
@@ -162,31 +166,53 @@ def _fastreid(filename: str, config: str, dataset: str, metrics: dict[str, float
 
 
 default_cfgs = {f"baseline_{name}.in1k": in1k_cfg(name) for name in ("resnet50", "resnet101", "se_resnext101")}
-default_cfgs.update({
-    "baseline_resnet50_ibn.in1k": replace(in1k_cfg("resnet50_ibn"), **_FASTREID_INPUT),
-    "baseline_resnet101_ibn.in1k": replace(in1k_cfg("resnet101_ibn"), **_FASTREID_INPUT),
-    # configs/VehicleID/bagtricks_R50-ibn.yml and configs/VERIWild/bagtricks_R50-ibn.yml: BoT with
-    # HEADS.POOL_LAYER gempool, fast-reid's GeneralizedMeanPooling with p fixed at 3.
-    "baseline_resnet50_ibn.fastreid_vehicleid": _fastreid(
-        "vehicleid_bot_R50-ibn.pth", "BoT(R50-ibn) configs/VehicleID/bagtricks_R50-ibn.yml", "vehicleid",
-        {"rank1_small": 0.866, "rank5_small": 0.979, "rank1_medium": 0.829, "rank5_medium": 0.960,
-         "rank1_large": 0.806, "rank5_large": 0.939},
-        pooling="gem",
-    ),
-    "baseline_resnet50_ibn.fastreid_veriwild": _fastreid(
-        "veriwild_bot_R50-ibn.pth", "BoT(R50-ibn) configs/VERIWild/bagtricks_R50-ibn.yml", "veriwild",
-        {"rank1_small": 0.964, "mAP_small": 0.877, "mINP_small": 0.692, "rank1_medium": 0.951,
-         "mAP_medium": 0.835, "mINP_medium": 0.612, "rank1_large": 0.925, "mAP_large": 0.773,
-         "mINP_large": 0.498},
-        pooling="gem",
-    ),
-    # configs/VeRi/sbs_R50-ibn.yml on configs/Base-SBS.yml: non-local, GeM with learned p
-    # (gempoolP), the architecture sbs_resnet50_ibn builds.
-    "sbs_resnet50_ibn.fastreid_veri": _fastreid(
-        "veri_sbs_R50-ibn.pth", "SBS(R50-ibn) configs/VeRi/sbs_R50-ibn.yml", "veri776",
-        {"rank1": 0.970, "mAP": 0.819, "mINP": 0.463},
-    ),
-})
+default_cfgs.update(
+    {
+        "baseline_resnet50_ibn.in1k": replace(in1k_cfg("resnet50_ibn"), **_FASTREID_INPUT),
+        "baseline_resnet101_ibn.in1k": replace(in1k_cfg("resnet101_ibn"), **_FASTREID_INPUT),
+        # configs/VehicleID/bagtricks_R50-ibn.yml and configs/VERIWild/bagtricks_R50-ibn.yml: BoT with
+        # HEADS.POOL_LAYER gempool, fast-reid's GeneralizedMeanPooling with p fixed at 3.
+        "baseline_resnet50_ibn.fastreid_vehicleid": _fastreid(
+            "vehicleid_bot_R50-ibn.pth",
+            "BoT(R50-ibn) configs/VehicleID/bagtricks_R50-ibn.yml",
+            "vehicleid",
+            {
+                "rank1_small": 0.866,
+                "rank5_small": 0.979,
+                "rank1_medium": 0.829,
+                "rank5_medium": 0.960,
+                "rank1_large": 0.806,
+                "rank5_large": 0.939,
+            },
+            pooling="gem",
+        ),
+        "baseline_resnet50_ibn.fastreid_veriwild": _fastreid(
+            "veriwild_bot_R50-ibn.pth",
+            "BoT(R50-ibn) configs/VERIWild/bagtricks_R50-ibn.yml",
+            "veriwild",
+            {
+                "rank1_small": 0.964,
+                "mAP_small": 0.877,
+                "mINP_small": 0.692,
+                "rank1_medium": 0.951,
+                "mAP_medium": 0.835,
+                "mINP_medium": 0.612,
+                "rank1_large": 0.925,
+                "mAP_large": 0.773,
+                "mINP_large": 0.498,
+            },
+            pooling="gem",
+        ),
+        # configs/VeRi/sbs_R50-ibn.yml on configs/Base-SBS.yml: non-local, GeM with learned p
+        # (gempoolP), the architecture sbs_resnet50_ibn builds.
+        "sbs_resnet50_ibn.fastreid_veri": _fastreid(
+            "veri_sbs_R50-ibn.pth",
+            "SBS(R50-ibn) configs/VeRi/sbs_R50-ibn.yml",
+            "veri776",
+            {"rank1": 0.970, "mAP": 0.819, "mINP": 0.463},
+        ),
+    }
+)
 
 
 @register_model

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -82,9 +82,7 @@ def _check_row_max(mx: Tensor, first_row: int, what: str) -> None:
         raise ValueError(f"all distances in {what} row {row} are zero; re-ranking is undefined")
 
 
-def matrix_neighbours(
-    q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, chunk_size: int
-) -> Neighbours:
+def matrix_neighbours(q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, chunk_size: int) -> Neighbours:
     """Neighbour lists from the three distance blocks, following the reference bit for bit.
 
     The reference squares in the input dtype, casts to float32 and divides every column of the
@@ -182,8 +180,7 @@ class _Features:
                     # One buffer for every block: a fresh 100+ MiB tensor per block is a fresh
                     # mapping from the OS, page-faulted and zeroed each time.
                     if self._buf is None or self._buf.numel() < shape[0] * shape[1]:
-                        self._buf = torch.empty(shape[0] * shape[1], dtype=x.dtype,
-                                                device=x.device)
+                        self._buf = torch.empty(shape[0] * shape[1], dtype=x.dtype, device=x.device)
                     s = self._buf[: shape[0] * shape[1]].view(shape)
                     torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
                 else:
@@ -229,7 +226,9 @@ class _Features:
         def squared() -> Iterator[Tensor]:
             for x, sq in zip(self.xc, self.sq):
                 mask = torch.sparse_csr_tensor(
-                    crow, cols, torch.zeros(rows.numel(), dtype=x.dtype, device=x.device),
+                    crow,
+                    cols,
+                    torch.zeros(rows.numel(), dtype=x.dtype, device=x.device),
                     size=(n, n),
                 )
                 with warnings.catch_warnings():
@@ -310,9 +309,7 @@ class _FeatureSearch:
     - its ``_MAX_KEEP`` largest values and their columns, from which the exact maximum follows.
     """
 
-    def __init__(
-        self, xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk: int
-    ) -> None:
+    def __init__(self, xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk: int) -> None:
         n = xs[0].shape[0]
         device = xs[0].device
         self.n, self.nq, self.chunk, self.device = n, nq, chunk, device
@@ -465,8 +462,11 @@ class _FeatureSearch:
         outside = lb if self.k_buf == self.n else torch.minimum(cv[:, -1], lb)
         if not f.single:
             self.nbr[r0:r1], self.nval[r0:r1] = _finalise(
-                self._to_b(cv, rows), self.perm[ci], self._to_b(outside.unsqueeze(1), rows)[:, 0],
-                k_keep, lambda p: self._full_rows(rows[p]),
+                self._to_b(cv, rows),
+                self.perm[ci],
+                self._to_b(outside.unsqueeze(1), rows)[:, 0],
+                k_keep,
+                lambda p: self._full_rows(rows[p]),
             )
             return
         # float32 values: a row is settled when, even moved by the error radius, nothing
@@ -476,9 +476,7 @@ class _FeatureSearch:
         sure = outside - rad > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
         for c in self.cuts:
             sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
-        self.nbr[r0:r1], self.nval[r0:r1] = self.perm[ci[:, :k_keep]], self._to_b(
-            cv[:, :k_keep], rows
-        )
+        self.nbr[r0:r1], self.nval[r0:r1] = self.perm[ci[:, :k_keep]], self._to_b(cv[:, :k_keep], rows)
         unsure = (~sure).nonzero().squeeze(1)
         if not unsure.numel():
             return
@@ -488,7 +486,10 @@ class _FeatureSearch:
         exact = f.exact_pairs(ur, cu.clamp(min=0)).masked_fill_(cu < 0, math.inf)
         bound = self._to_b((outside[unsure] - rad[unsure]).clamp(min=0).unsqueeze(1), ur)[:, 0]
         self.nbr[ur], self.nval[ur] = _finalise(
-            self._to_b(exact, ur), self.perm[cu], bound, k_keep,
+            self._to_b(exact, ur),
+            self.perm[cu],
+            bound,
+            k_keep,
             lambda p: self._full_rows(ur[p]),
         )
 

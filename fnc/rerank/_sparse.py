@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -116,7 +116,11 @@ def _reciprocal_mask(nbr: Tensor) -> Tensor:
 
 
 def _csr(
-    rows: Tensor, cols: Tensor, n: int, vals: Tensor | None = None, presorted: bool = False,
+    rows: Tensor,
+    cols: Tensor,
+    n: int,
+    vals: Tensor | None = None,
+    presorted: bool = False,
     n_rows: int | None = None,
 ) -> Tensor:
     """An ``n_rows x n`` (default ``n x n``) CSR matrix, columns sorted within rows; ones where
@@ -155,8 +159,7 @@ def _ranges(work: Tensor, budget: int, max_rows: int) -> list[tuple[int, int]]:
     out, a = [], 0
     while a < n:
         base = int(csum[a - 1]) if a > 0 else 0
-        b = int(torch.searchsorted(csum, torch.tensor([base + budget], device=csum.device),
-                                   right=True))
+        b = int(torch.searchsorted(csum, torch.tensor([base + budget], device=csum.device), right=True))
         b = min(max(b, a + 1), a + max(1, max_rows), n)
         out.append((a, b))
         a = b
@@ -243,8 +246,7 @@ def _row_slice(m: Tensor, a: int, b: int) -> Tensor:
     s, e = int(crow[a]), int(crow[b])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow[a : b + 1] - s, col[s:e], val[s:e],
-                                       size=(b - a, m.shape[1]))
+        return torch.sparse_csr_tensor(crow[a : b + 1] - s, col[s:e], val[s:e], size=(b - a, m.shape[1]))
 
 
 def _query_expansion(
@@ -280,10 +282,11 @@ def _query_expansion(
     crow_q, col_q, val_q = _csr_parts(v)
     # The inverted index in row ranges of V^T whose products hold about _BUDGET entries, each
     # kept with int32 columns: it is the largest structure of the sparse stage.
-    per_l = (a_gt.crow_indices()[1:] - a_gt.crow_indices()[:-1])
+    per_l = a_gt.crow_indices()[1:] - a_gt.crow_indices()[:-1]
     vt_crow, vt_col, _ = _csr_parts(vt)
     work = torch.zeros(n, dtype=torch.long, device=device).index_add_(
-        0, torch.repeat_interleave(torch.arange(n, device=device), vt_crow[1:] - vt_crow[:-1]),
+        0,
+        torch.repeat_interleave(torch.arange(n, device=device), vt_crow[1:] - vt_crow[:-1]),
         per_l[vt_col],
     )
     counts, cols_g, vals_g = [], [], []
@@ -303,9 +306,7 @@ def _query_expansion(
     return (crow_q, col_q, val_q), (crow_g, torch.cat(cols_g), torch.cat(vals_g))
 
 
-def k_reciprocal_distance(
-    nb: Neighbours, num_query: int, k1: int, k2: int, lambda_value: float
-) -> Tensor:
+def k_reciprocal_distance(nb: Neighbours, num_query: int, k1: int, k2: int, lambda_value: float) -> Tensor:
     """Re-ranked ``(num_query, num_gallery)`` float32 distance from neighbour lists.
 
     Args:
@@ -337,9 +338,7 @@ def k_reciprocal_distance(
     col_len = g_crow[1:] - g_crow[:-1]
     pairs = int(col_len[q_cols].sum())
     used = _unique(q_cols)
-    if (num_query + ng) * used.numel() <= _BUDGET and num_query * ng * used.numel() <= (
-        _DENSE_JOIN * pairs
-    ):
+    if (num_query + ng) * used.numel() <= _BUDGET and num_query * ng * used.numel() <= (_DENSE_JOIN * pairs):
         # Small or crowded problems: V is nearly dense, and a dense min-sum over the columns
         # the queries use costs less than meeting every (query, gallery) pair.
         temp_min = _dense_join(query, gallery, used, num_query, ng)
@@ -401,9 +400,7 @@ class _GalleryGrids:
             lo += size
 
 
-def _sparse_join(
-    query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num_query: int, ng: int
-) -> Tensor:
+def _sparse_join(query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num_query: int, ng: int) -> Tensor:
     """``temp_min[q, g] = sum_c min(V[q, c], V[g, c])``, meeting only pairs that share ``c``.
 
     Query entries are grouped by query block (consecutive queries meeting about
@@ -414,13 +411,11 @@ def _sparse_join(
     """
     q_crow, q_cols, q_vals = query
     device = q_vals.device
-    q_rows = torch.repeat_interleave(torch.arange(num_query, device=device),
-                                     q_crow[1:] - q_crow[:-1])
+    q_rows = torch.repeat_interleave(torch.arange(num_query, device=device), q_crow[1:] - q_crow[:-1])
     group = grids.group[q_cols]
     width = grids.width[group]
     keep = width > 0
-    q_rows, q_cols, q_vals, group, width = (t[keep] for t in (q_rows, q_cols, q_vals, group,
-                                                               width))
+    q_rows, q_cols, q_vals, group, width = (t[keep] for t in (q_rows, q_cols, q_vals, group, width))
     slot = grids.slot[q_cols]
     # Query blocks: consecutive queries whose pairs start in the same _JOIN_BUDGET window.
     work = torch.zeros(num_query, dtype=torch.long, device=device).index_add_(0, q_rows, width)
@@ -432,7 +427,7 @@ def _sparse_join(
     n_groups = grids.width.numel()
     key, order = _sort_codes(block[q_rows] * n_groups + group, len(starts) * n_groups)
     slot, q_vals = slot[order], q_vals[order]
-    q_off = ((q_rows[order] - torch.tensor(starts, device=device)[block[q_rows[order]]]) * ng)
+    q_off = (q_rows[order] - torch.tensor(starts, device=device)[block[q_rows[order]]]) * ng
     q_off = q_off.to(torch.int32 if num_query * ng < 2**31 else torch.long)
     del order, q_rows, q_cols, group, width
     keys, counts = torch.unique_consecutive(key, return_counts=True)
@@ -475,8 +470,11 @@ def _blend(temp_min: Tensor, nb: Neighbours, lambda_value: float) -> Tensor:
 
 
 def _dense_join(
-    query: tuple[Tensor, Tensor, Tensor], gallery: tuple[Tensor, Tensor, Tensor],
-    used: Tensor, num_query: int, ng: int,
+    query: tuple[Tensor, Tensor, Tensor],
+    gallery: tuple[Tensor, Tensor, Tensor],
+    used: Tensor,
+    num_query: int,
+    ng: int,
 ) -> Tensor:
     """``sum_c min(V[q, c], V[g, c])`` with ``V`` dense over the columns ``used`` by queries."""
     q_crow, q_cols, q_vals = query
@@ -484,8 +482,7 @@ def _dense_join(
     device = q_vals.device
     n = g_crow.numel() - 1
     w = used.numel()
-    q_rows = torch.repeat_interleave(torch.arange(num_query, device=device),
-                                     q_crow[1:] - q_crow[:-1])
+    q_rows = torch.repeat_interleave(torch.arange(num_query, device=device), q_crow[1:] - q_crow[:-1])
     g_cols = torch.repeat_interleave(torch.arange(n, device=device), g_crow[1:] - g_crow[:-1])
     vq = torch.zeros(num_query, w, dtype=torch.float32, device=device)
     vq[q_rows, torch.searchsorted(used, q_cols)] = q_vals

@@ -10,7 +10,7 @@ never builds an ``N x N`` matrix (``N = num_query + num_gallery``).
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch import Tensor
 from ._neighbours import feature_neighbours, matrix_neighbours
 from ._sparse import k_reciprocal_distance
 
-ArrayLike = Union[np.ndarray, Tensor]
+ArrayLike = np.ndarray | Tensor
 
 # Target size of one block of distances, in bytes.
 _BLOCK_BYTES = 1 << 27
@@ -259,13 +259,10 @@ def rerank(
             raise ValueError("all features must be on the same device")
         if q.shape[0] != nq or g.shape[0] != ng:
             raise ValueError(
-                f"model {m} has {q.shape[0]} queries and {g.shape[0]} gallery images, "
-                f"model 0 has {nq} and {ng}"
+                f"model {m} has {q.shape[0]} queries and {g.shape[0]} gallery images, model 0 has {nq} and {ng}"
             )
         if q.shape[1] != g.shape[1]:
-            raise ValueError(
-                f"model {m}: query dim {q.shape[1]} != gallery dim {g.shape[1]}"
-            )
+            raise ValueError(f"model {m}: query dim {q.shape[1]} != gallery dim {g.shape[1]}")
     keep = [i for i, w in enumerate(weights) if w > 0]
     _check_squares_fit([qs[i] for i in keep], [gs[i] for i in keep], [weights[i] for i in keep])
     xs = [torch.cat([qs[i], gs[i]]).to(torch.promote_types(qs[i].dtype, gs[i].dtype)) for i in keep]

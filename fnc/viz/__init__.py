@@ -18,5 +18,14 @@ from fnc.viz.attention import attention_map
 from fnc.viz.curves import line_chart, training_curves
 from fnc.viz.ranked import ranked_list
 
-__all__ = ["MATCH_COLOR", "MISMATCH_COLOR", "QUERY_COLOR", "UNKNOWN_COLOR", "attention_map", "colormap", "line_chart", "ranked_list",
-           "training_curves"]
+__all__ = [
+    "MATCH_COLOR",
+    "MISMATCH_COLOR",
+    "QUERY_COLOR",
+    "UNKNOWN_COLOR",
+    "attention_map",
+    "colormap",
+    "line_chart",
+    "ranked_list",
+    "training_curves",
+]

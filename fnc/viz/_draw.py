@@ -21,10 +21,18 @@ TEXT = (20, 20, 20)
 
 # Turbo-like anchors (position, RGB): dark blue -> cyan -> green -> yellow -> red, readable
 # over photos and in print, unlike a grey ramp.
-_CMAP = np.array([
-    (0.00, 48, 18, 59), (0.15, 70, 107, 227), (0.30, 30, 190, 230), (0.45, 60, 240, 130),
-    (0.60, 190, 240, 50), (0.75, 250, 180, 40), (0.90, 230, 80, 20), (1.00, 122, 4, 3),
-])
+_CMAP = np.array(
+    [
+        (0.00, 48, 18, 59),
+        (0.15, 70, 107, 227),
+        (0.30, 30, 190, 230),
+        (0.45, 60, 240, 130),
+        (0.60, 190, 240, 50),
+        (0.75, 250, 180, 40),
+        (0.90, 230, 80, 20),
+        (1.00, 122, 4, 3),
+    ]
+)
 
 
 def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -67,5 +75,3 @@ def tile(image: ImageLike, thumb_hw: tuple[int, int], border: int, color: tuple[
     hgt, wid = thumb_hw
     thumb = ImageOps.pad(as_rgb_image(image), (wid, hgt), color=BACKGROUND)
     return ImageOps.expand(thumb, border=border, fill=color)
-
-
