@@ -277,7 +277,7 @@ def test_num_instances_1_is_refused_by_name(tmp_path):
         "--num-instances",
         1,
     )
-    assert_user_error(proc, "train", "num_instances=1")
+    assert_user_error(proc, "train", "--num-instances is 1")
 
 
 # ------------------------------------------------------------------ extract's row order

@@ -115,7 +115,7 @@ def test_fit_replaces_only_its_own_checkpoints(tmp_path, veri):
     second = tree(out)
     assert second["results.csv"] == first["results.csv"]
     assert second["best/model.safetensors"] != first["best/model.safetensors"]
-    assert sorted(p.name for p in out.iterdir()) == ["best", "last", "results.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "curves.png", "last", "metrics.jsonl", "results.csv"]
 
 
 def test_save_into_an_unrelated_folder_is_refused_even_late(tmp_path):
@@ -163,12 +163,12 @@ def test_recovery_removes_an_interrupted_best_write(tmp_path, veri):
     (out / ".best.tmp-abc123").mkdir()  # what a kill during a best/ write leaves
     (out / ".best.tmp-abc123" / "model.safetensors").write_bytes(b"half")
     assert recover_checkpoint(out / "best") == out / "best"
-    assert sorted(p.name for p in out.iterdir()) == ["best", "last"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "curves.png", "last", "metrics.jsonl"]
     # And the trainer runs that recovery itself when it starts.
     (out / ".best.tmp-def456").mkdir()
     torch.manual_seed(0)
     fnc.fit(fnc.create_model("baseline_resnet50"), veri, out, resume=True, **dict(TINY, epochs=2))
-    assert sorted(p.name for p in out.iterdir()) == ["best", "last"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "curves.png", "last", "metrics.jsonl"]
 
 
 # ------------------------------------------------------------------ extract
@@ -245,3 +245,13 @@ def test_demo_overwrite_replaces_only_its_files_and_reruns_into_its_own_folder(t
     # The folder is now the demo's: a second demo may replace its files without --overwrite.
     run_demo(out, quick=True, epochs=1, progress=False, echo=lambda *a: None)
     assert tree(tmp_path)["mine/notes.txt"] == before["mine/notes.txt"]
+
+
+def test_fit_never_replaces_a_users_own_history_files(tmp_path, veri):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"mine": 1}\n')
+    before = tree(tmp_path)
+    with pytest.raises(OutputExistsError, match="metrics.jsonl"):
+        fnc.fit(fnc.create_model("baseline_resnet50"), veri, out, **TINY)
+    assert tree(tmp_path) == before

@@ -40,6 +40,7 @@ from fnc.engine.checkpoint import (
     BEST,
     LAST,
     MODEL_FILE,
+    STATE_FILE,
     CheckpointError,
     check_checkpoint_destination,
     get_rng_state,
@@ -51,7 +52,8 @@ from fnc.engine.checkpoint import (
 )
 from fnc.engine.config import TrainConfig
 from fnc.engine.distributed import DistInfo, convert_sync_batchnorm, gather_with_grad, init_distributed
-from fnc.engine.history import RunHistory, require_tensorboard
+from fnc.engine.history import CURVES_FILE, METRICS_FILE, RunHistory, require_tensorboard
+from fnc.engine.outputs import check_output_files
 from fnc.engine.progress import EpochProgress
 from fnc.engine.publish import push_checkpoint
 from fnc.evaluation.model import evaluate_model, infer_protocol
@@ -150,6 +152,13 @@ class Trainer:
             # Before any work: a folder named last/ or best/ that fnc-reid did not write is never replaced.
             for name in (LAST, BEST):
                 check_checkpoint_destination(self.output_dir / name)
+            # The run's history files are replaced only when they belong to an fnc-reid run in this
+            # folder (its checkpoint is there); a user's own metrics.jsonl / curves.png never are.
+            if not any((self.output_dir / name / STATE_FILE).is_file() for name in (LAST, BEST)):
+                check_output_files(
+                    [self.output_dir / METRICS_FILE, self.output_dir / CURVES_FILE],
+                    flag="another output_dir (they are not from an fnc-reid run here)",
+                )
         if cfg.tensorboard:
             if self.output_dir is None:
                 raise ValueError("tensorboard=True writes under output_dir; pass an output_dir or tensorboard=False")
