@@ -76,7 +76,7 @@ def test_attention_map_on_fnc(fnc_model, tmp_path):
     fnc_model.train()
     img = attention_map(fnc_model, image, input_size=(64, 96), save=tmp_path / "attn.png")
     assert fnc_model.training
-    assert img.size == (3 * 96 + 32, 64 + 56) and (tmp_path / "attn.png").is_file()
+    assert img.size == (3 * 96 + 32, 64 + 74) and (tmp_path / "attn.png").is_file()
     # 64 x 96 at stride 16 is a 4 x 6 grid; an explicit position and the plain mask both draw.
     mask_img = attention_map(fnc_model, Image.fromarray(image), position=(3, 5), channel="mask", input_size=(64, 96))
     assert mask_img.size == img.size
@@ -86,6 +86,22 @@ def test_attention_map_on_fnc(fnc_model, tmp_path):
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 5
     with pytest.raises(ValueError, match="off the 4 x 6"):
         attention_map(fnc_model, image, position=(4, 0), input_size=(64, 96))
+
+
+def test_attention_map_zoom_enlarges_the_panels_not_the_input(fnc_model):
+    image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    small = attention_map(fnc_model, image, position=(1, 2), input_size=(64, 96))
+    big = attention_map(fnc_model, image, position=(1, 2), input_size=(64, 96), zoom=3)
+    assert big.size == (3 * 96 * 3 + 32, 64 * 3 + 74)
+    # The model ran at 64 x 96 both times: the enlarged SAB panel, shrunk back, is the small one
+    # (up to resampling and the drawn grid / outlines).
+    panel_small = np.asarray(small)[30:94, 112:208].astype(int)
+    panel_big = np.asarray(big.crop((16 + 288, 30, 16 + 576, 30 + 192)).resize((96, 64), Image.BILINEAR)).astype(int)
+    assert np.abs(panel_small - panel_big).mean() < 25
+    with pytest.raises(ValueError, match="zoom"):
+        attention_map(fnc_model, image, input_size=(64, 96), zoom=0)
+    with pytest.raises(ValueError, match="top_k"):
+        attention_map(fnc_model, image, input_size=(64, 96), top_k=0)
 
 
 def test_attention_map_rejects_models_without_attention():

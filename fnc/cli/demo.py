@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from typing import Any
 
 from fnc.cli._common import EXIT_OK, UsageError, add_command, add_device_arg, reported, resolve_device
-from fnc.demo.run import run_demo
+from fnc.demo.run import run_demo, summary
 
 __all__ = ["add_demo_parser", "register", "run"]
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``fnc-reid demo [--output DIR] [--quick] [--seed N]``."""
+    """``fnc-reid demo [--output DIR] [--quick] [--seed N] [--json]``."""
     p = add_command(subparsers, "demo", "train and evaluate on synthetic vehicles, offline",
                       "The whole job on this machine with nothing downloaded: draw a small synthetic multi-camera "
                       "vehicle dataset, score an untrained fnc_resnet50, train it with the paper's recipe at low "
@@ -27,6 +28,10 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_device_arg(p)
     p.add_argument("--save-model", action="store_true", help="also save the trained model to DIR/model")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--json", action="store_true",
+                   help='also print the numbers as one JSON line, the last line of the output: '
+                        '{"untrained": {...}, "trained": {...}, "reranked": {...}, "seconds": S}, each with the '
+                        'fractions mAP, rank1, rank5, mINP')
     p.set_defaults(func=run)
     return p
 
@@ -40,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     # The demo prints its own report; the reader's and trainer's INFO lines would repeat it.
     for name in ("fnc.data", "fnc.engine"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    run_demo(args.output, quick=args.quick, seed=args.seed, epochs=args.epochs, device=device,
-         save_model=args.save_model, progress=args.progress)
+    result = run_demo(args.output, quick=args.quick, seed=args.seed, epochs=args.epochs, device=device,
+                      save_model=args.save_model, progress=args.progress)
+    if args.json:
+        print(json.dumps(summary(result)), flush=True)
     return EXIT_OK
 
 
