@@ -19,7 +19,7 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
                       "The whole job on this machine with nothing downloaded: draw a small synthetic multi-camera "
                       "vehicle dataset, score an untrained fnc_resnet50, train it with the paper's recipe at low "
                       "resolution, score it again with and without re-ranking, and write a ranked-list picture and "
-                      "SAB attention maps as PNG. About 3.5 minutes on 2 quiet CPU cores.",
+                      "SAB attention maps as PNG. A few minutes on 2 CPU cores.",
                       "example:\n  fnc-reid demo --output fnc-demo")
     p.add_argument("--output", "-o", default="fnc-demo", metavar="DIR", help="output folder (default ./fnc-demo)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, meaningless numbers)")

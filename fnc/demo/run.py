@@ -210,8 +210,8 @@ def run_demo(
     again; write ``ranked_list.png`` (queries with their top matches before and after training)
     and ``attention_maps.png`` (SAB attention and CAB energy of the trained model).
 
-    The default size takes about 3.5 minutes on 2 quiet CPU cores (up to 6m40s on cores shared
-    with other jobs; see the README); ``quick=True`` runs in seconds and is for tests.
+    The default size is 480 optimiser steps, about 390 CPU-seconds (a few minutes on 2 CPU
+    cores; see the README); ``quick=True`` runs in seconds and is for tests.
 
     Args:
         output_dir: where the data, pictures (and model, if saved) go.
