@@ -64,7 +64,8 @@ class DemoSize:
     - one shot per identity and camera, occluded only by the fixed poles some cameras have;
       the painter's per-shot occluders (bush, bollards, sign post, ``occluder_p``) are off:
       with two shots and occluders on 30% of the shots, 480 steps reached 45% mAP instead of
-      68% (seed 0; which of the two changes cost it is not yet separated);
+      68% (seed 0, at an earlier revision of the trainer; which of the two changes cost it is
+      not yet separated);
     - re-ranking with k1=20, k2=6, lambda=0.3 (Zhong et al.'s defaults; the paper's k1=75
       exceeds this small gallery).
     """
@@ -210,7 +211,7 @@ def run_demo(
     again; write ``ranked_list.png`` (queries with their top matches before and after training)
     and ``attention_maps.png`` (SAB attention and CAB energy of the trained model).
 
-    The default size is 480 optimiser steps, about 390 CPU-seconds (a few minutes on 2 CPU
+    The default size is 480 optimiser steps, about 440 CPU-seconds (a few minutes on 2 CPU
     cores; see the README); ``quick=True`` runs in seconds and is for tests.
 
     Args:
@@ -266,7 +267,7 @@ def run_demo(
         progress=progress, seed=seed,
     )
     hgt, wid = size.input_size
-    branches = "separate branches" if size.separate else "res4 shared by the branches (Table 5)"
+    branches = "separate branches" if size.separate else "res4 shared by the branches as in Table 5"
     echo(f"\nfnc_resnet50 ({branches}), random weights, {hgt}x{wid} input, {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters")
     before = trainer.evaluate()
     dist_before, _ = _ranked(trainer.model, data, size.input_size, trainer.device)
