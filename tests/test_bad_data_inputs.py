@@ -336,7 +336,7 @@ def test_extract_suggests_and_accepts_skip_corrupt(data_with_a_corrupt_image):
     data, broken = data_with_a_corrupt_image
     model = fnc.create_model("baseline_resnet50")
     paths = [r.path for r in data.train[:3]]
-    with pytest.raises(CorruptImageError, match=rf"{broken}.*skip_corrupt=True to fnc.extract"):
+    with pytest.raises(CorruptImageError, match=rf"{broken}.*skip_corrupt=True \(fnc-reid extract --skip-corrupt\)"):
         fnc.extract(model, paths, input_size=(32, 32), progress=False)
     feats = fnc.extract(model, paths, input_size=(32, 32), progress=False, skip_corrupt=True, batch_size=2)
     assert feats.shape == (3, 2048)

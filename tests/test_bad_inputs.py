@@ -524,6 +524,7 @@ def test_exit_codes_of_every_command(files, checkpoint, tmp_path):
         "train": (*TRAIN, "--output", files / "a_file"),
         "eval": (*EVAL, "--rerank-lambda", "7"),
         "push": ("push", tmp_path / "no-checkpoint", "org/name"),
+        "convert": ("convert", tmp_path / "missing.pth", out / "converted", "--model", "nosuch_net"),
         "demo": ("demo", "--output", files / "a_file"),
     }
     assert set(usage) == commands, "a new command needs its row here"

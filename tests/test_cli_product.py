@@ -246,8 +246,14 @@ def test_push_user_mistakes(tmp_path, capsys):
 
 
 def test_demo_quick_writes_readable_pictures(tmp_path):
-    proc = cli("demo", "--quick", "--output", tmp_path / "demo", "--no-progress")
+    proc = cli("demo", "--quick", "--output", tmp_path / "demo", "--no-progress", "--json")
     assert proc.returncode == 0, proc.stderr
+    # --json: the numbers as the last line, fractions in every row.
+    numbers = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(numbers) == {"untrained", "trained", "reranked", "seconds"} and numbers["seconds"] > 0
+    for key in ("untrained", "trained", "reranked"):
+        assert set(numbers[key]) == {"mAP", "rank1", "rank5", "mINP"}
+        assert all(0.0 <= v <= 1.0 for v in numbers[key].values())
     for name in ("ranked_list.png", "attention_maps.png"):
         path = tmp_path / "demo" / name
         assert str(path) in proc.stdout

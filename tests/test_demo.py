@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from PIL import Image
 
 from fnc.data import read_dataset, read_veri776
 from fnc.demo import make_synthetic_dataset, run_demo
+from fnc.demo.run import position_on_vehicle, summary
 
 SMALL = dict(num_train_ids=4, num_test_ids=3, num_cams=2, shots_per_cam=2, image_size=(24, 32), queries_per_id=1)
 
@@ -41,6 +43,12 @@ def test_synthetic_dataset_reads_back_with_disjoint_ids(tmp_path):
         assert any(g.pid == q.pid and g.camid != q.camid for g in ds.gallery)
     with Image.open(ds.train[0].path) as im:
         assert im.size == (32, 24) and im.mode == "RGB"
+    # The painter's vehicle boxes: one per image, inside it, around a vehicle-sized area.
+    boxes = json.loads((csv_path.parent / "boxes.json").read_text())
+    assert len(boxes) == len(ds.train) + len(ds.query) + len(ds.gallery)
+    for x0, y0, x1, y1 in boxes.values():
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and (x1 - x0) * (y1 - y0) > 0.1
+    assert position_on_vehicle(boxes["images/0001_c001_00.jpg"], (3, 4)) in {(r, c) for r in range(3) for c in range(4)}
 
 
 def test_synthetic_dataset_is_seeded(tmp_path):
@@ -68,15 +76,29 @@ def test_synthetic_dataset_rejects_impossible_splits(tmp_path):
         make_synthetic_dataset(tmp_path, num_cams=2, queries_per_id=3)
     with pytest.raises(ValueError, match="gallery"):
         make_synthetic_dataset(tmp_path, num_cams=1, shots_per_cam=1, queries_per_id=1)
+    with pytest.raises(ValueError, match="occluder_p"):
+        make_synthetic_dataset(tmp_path, occluder_p=1.5)
 
 
 def test_quick_demo_trains_evaluates_and_draws(tmp_path):
     lines: list[str] = []
-    result = run_demo(tmp_path / "demo", quick=True, progress=False, save_model=True, echo=lambda *a: lines.append(" ".join(map(str, a))))
+    result = run_demo(
+        tmp_path / "demo",
+        quick=True,
+        progress=False,
+        save_model=True,
+        echo=lambda *a: lines.append(" ".join(map(str, a))),
+    )
     for key in ("before", "after"):
         for metric in ("mAP", "rank1", "mAP_rerank", "rank1_rerank"):
             assert 0.0 <= result[key][metric] <= 1.0
     assert result["epochs"] == 1 and result["seconds"] > 0
+    numbers = json.loads(json.dumps(summary(result)))
+    assert set(numbers) == {"untrained", "trained", "reranked", "seconds"}
+    for key in ("untrained", "trained", "reranked"):
+        assert set(numbers[key]) == {"mAP", "rank1", "rank5", "mINP"}
+        assert all(0.0 <= v <= 1.0 for v in numbers[key].values())
+    assert numbers["reranked"]["mAP"] == result["after"]["mAP_rerank"]
     text = "\n".join(lines)
     assert "untrained" in text and "trained" in text and str(result["ranked_list"]) in text
     # The pictures: 2 queries x (untrained, trained) ranked rows, and 2 attention rows.

@@ -32,8 +32,17 @@ def test_ranked_list_size_and_border_colours(tmp_path):
     distances = [0.9, 0.1, 0.4, 0.2, 0.8, 0.3]  # ranking 1, 3, 5, 2, 4, 0
     k = 4
     out = tmp_path / "ranked.png"
-    img = ranked_list(gallery[0], gallery, distances=distances, query_id=5, gallery_ids=ids, k=k,
-                      thumb_size=THUMB, border=BORDER, save=out)
+    img = ranked_list(
+        gallery[0],
+        gallery,
+        distances=distances,
+        query_id=5,
+        gallery_ids=ids,
+        k=k,
+        thumb_size=THUMB,
+        border=BORDER,
+        save=out,
+    )
     assert img.mode == "RGB"
     assert img.size == (16 + (k + 1) * (THUMB[1] + 2 * BORDER) + (k - 1) * 6 + 24, 16 + THUMB[0] + 2 * BORDER + 32)
     assert _border_colors(img, k) == [QUERY_COLOR, MISMATCH_COLOR, MISMATCH_COLOR, MATCH_COLOR, MATCH_COLOR]
@@ -48,8 +57,16 @@ def test_ranked_list_size_and_border_colours(tmp_path):
 
 def test_ranked_list_indices_no_ids_and_k_capped():
     gallery = _gallery(3)
-    img = ranked_list(gallery[0], gallery, ranked_indices=[2, 0, 1], query_id=1, gallery_ids=[1, 2, 1],
-                      k=10, thumb_size=THUMB, border=BORDER)
+    img = ranked_list(
+        gallery[0],
+        gallery,
+        ranked_indices=[2, 0, 1],
+        query_id=1,
+        gallery_ids=[1, 2, 1],
+        k=10,
+        thumb_size=THUMB,
+        border=BORDER,
+    )
     assert _border_colors(img, 3) == [QUERY_COLOR, MATCH_COLOR, MATCH_COLOR, MISMATCH_COLOR]
     plain = ranked_list(gallery[0], gallery, k=2, thumb_size=THUMB, border=BORDER)
     assert _border_colors(plain, 2) == [QUERY_COLOR, UNKNOWN_COLOR, UNKNOWN_COLOR]
@@ -76,7 +93,7 @@ def test_attention_map_on_fnc(fnc_model, tmp_path):
     fnc_model.train()
     img = attention_map(fnc_model, image, input_size=(64, 96), save=tmp_path / "attn.png")
     assert fnc_model.training
-    assert img.size == (3 * 96 + 32, 64 + 56) and (tmp_path / "attn.png").is_file()
+    assert img.size == (3 * 96 + 32, 64 + 74) and (tmp_path / "attn.png").is_file()
     # 64 x 96 at stride 16 is a 4 x 6 grid; an explicit position and the plain mask both draw.
     mask_img = attention_map(fnc_model, Image.fromarray(image), position=(3, 5), channel="mask", input_size=(64, 96))
     assert mask_img.size == img.size
@@ -86,6 +103,22 @@ def test_attention_map_on_fnc(fnc_model, tmp_path):
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 5
     with pytest.raises(ValueError, match="off the 4 x 6"):
         attention_map(fnc_model, image, position=(4, 0), input_size=(64, 96))
+
+
+def test_attention_map_zoom_enlarges_the_panels_not_the_input(fnc_model):
+    image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    small = attention_map(fnc_model, image, position=(1, 2), input_size=(64, 96))
+    big = attention_map(fnc_model, image, position=(1, 2), input_size=(64, 96), zoom=3)
+    assert big.size == (3 * 96 * 3 + 32, 64 * 3 + 74)
+    # The model ran at 64 x 96 both times: the enlarged SAB panel, shrunk back, is the small one
+    # (up to resampling and the drawn grid / outlines).
+    panel_small = np.asarray(small)[30:94, 112:208].astype(int)
+    panel_big = np.asarray(big.crop((16 + 288, 30, 16 + 576, 30 + 192)).resize((96, 64), Image.BILINEAR)).astype(int)
+    assert np.abs(panel_small - panel_big).mean() < 25
+    with pytest.raises(ValueError, match="zoom"):
+        attention_map(fnc_model, image, input_size=(64, 96), zoom=0)
+    with pytest.raises(ValueError, match="top_k"):
+        attention_map(fnc_model, image, input_size=(64, 96), top_k=0)
 
 
 def test_attention_map_rejects_models_without_attention():
@@ -113,4 +146,3 @@ def test_fnc_attention_is_what_its_blocks_compute(separate):
     torch.testing.assert_close(maps.sab_attention.sum(-1), torch.ones(2, 12))
     # The hooks are gone afterwards: a plain forward leaves nothing behind.
     assert not model.spatial.attention._forward_pre_hooks and not model.channel.attention._forward_pre_hooks
-

@@ -5,14 +5,17 @@ is a body type (sedan, hatchback, SUV, pickup, van, bus), a paint colour, window
 colour and a marking (stripes, roof colour, door panel, logo, ...); each camera has its own
 viewpoint (facing, scale, shear, tilt), light (brightness, contrast, tint), background (sky,
 buildings or trees, road) and blur, and some cameras a foreground pole that occludes part of the
-car. Identities are built from shared attributes, so no single cue (say, colour) identifies a
+car; with probability ``occluder_p`` a shot also has a bush, a row of bollards or a sign post in
+front of the vehicle. Identities are built from shared attributes, so no single cue (say, colour) identifies a
 vehicle. The dataset is written as a generic CSV (``path,id,camera,split``) and read back with
-:func:`fnc.data.read_csv`, so the demo goes through the same reader a user's data does.
+:func:`fnc.data.read_csv`, so the demo goes through the same reader a user's data does; beside it,
+``boxes.json`` gives each image's vehicle box, so the demo can point at the vehicle.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -29,41 +32,67 @@ __all__ = ["make_synthetic_dataset"]
 # cabin (glass) polygon and the wheel centres (x) and radius, all as fractions of the box.
 _BODIES: dict[str, dict[str, Any]] = {
     "sedan": dict(
-        body=[(0.0, 0.62), (0.04, 0.46), (0.24, 0.42), (0.36, 0.22), (0.66, 0.22), (0.8, 0.42),
-              (0.98, 0.48), (1.0, 0.62), (1.0, 0.8), (0.0, 0.8)],
+        body=[
+            (0.0, 0.62),
+            (0.04, 0.46),
+            (0.24, 0.42),
+            (0.36, 0.22),
+            (0.66, 0.22),
+            (0.8, 0.42),
+            (0.98, 0.48),
+            (1.0, 0.62),
+            (1.0, 0.8),
+            (0.0, 0.8),
+        ],
         glass=[(0.39, 0.26), (0.63, 0.26), (0.74, 0.42), (0.29, 0.42)],
-        wheels=(0.2, 0.8), radius=0.11),
+        wheels=(0.2, 0.8),
+        radius=0.11,
+    ),
     "hatchback": dict(
-        body=[(0.08, 0.78), (0.08, 0.3), (0.16, 0.2), (0.56, 0.2), (0.76, 0.42), (0.96, 0.48),
-              (0.98, 0.78)],
+        body=[(0.08, 0.78), (0.08, 0.3), (0.16, 0.2), (0.56, 0.2), (0.76, 0.42), (0.96, 0.48), (0.98, 0.78)],
         glass=[(0.14, 0.26), (0.54, 0.26), (0.69, 0.42), (0.12, 0.42)],
-        wheels=(0.24, 0.8), radius=0.11),
+        wheels=(0.24, 0.8),
+        radius=0.11,
+    ),
     "suv": dict(
-        body=[(0.0, 0.8), (0.0, 0.18), (0.06, 0.1), (0.66, 0.1), (0.8, 0.34), (0.99, 0.4),
-              (1.0, 0.8)],
+        body=[(0.0, 0.8), (0.0, 0.18), (0.06, 0.1), (0.66, 0.1), (0.8, 0.34), (0.99, 0.4), (1.0, 0.8)],
         glass=[(0.06, 0.16), (0.62, 0.16), (0.73, 0.34), (0.05, 0.34)],
-        wheels=(0.2, 0.82), radius=0.13),
+        wheels=(0.2, 0.82),
+        radius=0.13,
+    ),
     "pickup": dict(
-        body=[(0.0, 0.8), (0.0, 0.42), (0.46, 0.42), (0.48, 0.14), (0.72, 0.14), (0.82, 0.38),
-              (1.0, 0.44), (1.0, 0.8)],
+        body=[(0.0, 0.8), (0.0, 0.42), (0.46, 0.42), (0.48, 0.14), (0.72, 0.14), (0.82, 0.38), (1.0, 0.44), (1.0, 0.8)],
         glass=[(0.52, 0.19), (0.7, 0.19), (0.77, 0.37), (0.52, 0.37)],
-        wheels=(0.2, 0.82), radius=0.12),
+        wheels=(0.2, 0.82),
+        radius=0.12,
+    ),
     "van": dict(
         body=[(0.0, 0.8), (0.0, 0.06), (0.78, 0.06), (0.9, 0.3), (1.0, 0.38), (1.0, 0.8)],
         glass=[(0.7, 0.12), (0.78, 0.12), (0.87, 0.32), (0.7, 0.32)],
-        wheels=(0.18, 0.82), radius=0.12),
+        wheels=(0.18, 0.82),
+        radius=0.12,
+    ),
     "bus": dict(
         body=[(0.0, 0.84), (0.0, 0.02), (0.97, 0.02), (1.0, 0.1), (1.0, 0.84)],
         glass=[(0.04, 0.12), (0.96, 0.12), (0.96, 0.36), (0.04, 0.36)],
-        wheels=(0.16, 0.84), radius=0.1),
+        wheels=(0.16, 0.84),
+        radius=0.1,
+    ),
 }
 
 # Common car paints (RGB). Identities share them: colour alone does not identify a vehicle.
 _PAINTS = {
-    "white": (236, 236, 232), "black": (28, 28, 32), "silver": (160, 164, 170),
-    "red": (196, 30, 36), "blue": (30, 70, 170), "green": (30, 120, 60),
-    "yellow": (236, 196, 30), "orange": (230, 110, 20), "brown": (110, 70, 40),
-    "teal": (20, 140, 150), "purple": (110, 50, 140),
+    "white": (236, 236, 232),
+    "black": (28, 28, 32),
+    "silver": (160, 164, 170),
+    "red": (196, 30, 36),
+    "blue": (30, 70, 170),
+    "green": (30, 120, 60),
+    "yellow": (236, 196, 30),
+    "orange": (230, 110, 20),
+    "brown": (110, 70, 40),
+    "teal": (20, 140, 150),
+    "purple": (110, 50, 140),
 }
 _MARKINGS = ("plain", "stripe", "twin_stripes", "roof", "door_panel", "logo", "checker", "lower_band")
 _GLASS = [(40, 50, 70), (90, 120, 150), (20, 20, 24), (120, 140, 130)]
@@ -106,10 +135,17 @@ def _make_styles(num_ids: int, rng: random.Random) -> list[VehicleStyle]:
     styles = []
     for body, paint, marking in combos[:num_ids]:
         base = _jitter(_PAINTS[paint], rng, 14)
-        styles.append(VehicleStyle(
-            body=body, paint=base, marking=marking, accent=_jitter(_contrasting(base, rng), rng, 10),
-            glass=rng.choice(_GLASS), rim=rng.choice(_RIMS), length=rng.uniform(0.86, 1.0),
-        ))
+        styles.append(
+            VehicleStyle(
+                body=body,
+                paint=base,
+                marking=marking,
+                accent=_jitter(_contrasting(base, rng), rng, 10),
+                glass=rng.choice(_GLASS),
+                rim=rng.choice(_RIMS),
+                length=rng.uniform(0.86, 1.0),
+            )
+        )
     return styles
 
 
@@ -142,22 +178,24 @@ def _make_cameras(num_cams: int, rng: random.Random) -> list[Camera]:
     cams = []
     for c in range(num_cams):
         sky = (rng.randint(90, 220), rng.randint(110, 225), rng.randint(140, 245))
-        cams.append(Camera(
-            facing_right=c % 2 == 0,
-            scale=rng.uniform(0.84, 1.0),
-            shear=rng.uniform(-0.22, 0.22),
-            tilt=rng.uniform(-5.0, 5.0),
-            brightness=rng.uniform(0.7, 1.3),
-            contrast=rng.uniform(0.7, 1.15),
-            tint=tints[c % len(tints)],
-            sky=sky,
-            ground=(rng.randint(60, 130), rng.randint(60, 120), rng.randint(50, 110)),
-            scenery=sceneries[c % len(sceneries)],
-            scenery_color=(rng.randint(40, 200), rng.randint(40, 200), rng.randint(40, 200)),
-            horizon=rng.uniform(0.4, 0.6),
-            blur=rng.choice([0.0, 0.6, 1.2, 1.8]),
-            pole=c % 3 == 1,
-        ))
+        cams.append(
+            Camera(
+                facing_right=c % 2 == 0,
+                scale=rng.uniform(0.84, 1.0),
+                shear=rng.uniform(-0.22, 0.22),
+                tilt=rng.uniform(-5.0, 5.0),
+                brightness=rng.uniform(0.7, 1.3),
+                contrast=rng.uniform(0.7, 1.15),
+                tint=tints[c % len(tints)],
+                sky=sky,
+                ground=(rng.randint(60, 130), rng.randint(60, 120), rng.randint(50, 110)),
+                scenery=sceneries[c % len(sceneries)],
+                scenery_color=(rng.randint(40, 200), rng.randint(40, 200), rng.randint(40, 200)),
+                horizon=rng.uniform(0.4, 0.6),
+                blur=rng.choice([0.0, 0.6, 1.2, 1.8]),
+                pole=c % 3 == 1,
+            )
+        )
     return cams
 
 
@@ -255,8 +293,41 @@ def _draw_vehicle(style: VehicleStyle, size: tuple[int, int]) -> Image.Image:
     return img
 
 
-def _render(style: VehicleStyle, cam: Camera, size: tuple[int, int], rng: random.Random) -> Image.Image:
-    """One photo of ``style`` by ``cam``: viewpoint, background, light, occlusion and blur."""
+def _occlude(scene: Image.Image, box: tuple[float, float, float, float], rng: random.Random) -> None:
+    """One foreground occluder over part of the vehicle: a bush, a bollard row or a sign post."""
+    w, h = scene.size
+    x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
+    draw = ImageDraw.Draw(scene)
+    kind = rng.choice(("bush", "bollards", "sign"))
+    if kind == "bush":  # hides a wheel and the lower body at one end
+        cx = rng.choice((x0 + 0.15 * (x1 - x0), x1 - 0.15 * (x1 - x0)))
+        r = rng.uniform(0.14, 0.22) * (x1 - x0)
+        green = _jitter((50, 110, 45), rng, 25)
+        for _ in range(3):
+            ox = cx + rng.uniform(-r, r) * 0.6
+            draw.ellipse([ox - r, h - 1.3 * r, ox + r, h + 0.7 * r], fill=green)
+    elif kind == "bollards":  # a row of short posts in front of the wheels
+        top = y0 + rng.uniform(0.62, 0.75) * (y1 - y0)
+        step = rng.uniform(0.12, 0.2) * w
+        x = rng.uniform(0, step)
+        color = rng.choice([(200, 170, 40), (220, 220, 220), (60, 60, 64)])
+        while x < w:
+            draw.rectangle([x, top, x + max(2, w // 40), h], fill=color)
+            x += step
+    else:  # a sign post with a plate, somewhere over the body
+        px = rng.uniform(x0 + 0.2 * (x1 - x0), x1 - 0.2 * (x1 - x0))
+        draw.rectangle([px, y0 - 0.1 * h, px + max(2, w // 45), h], fill=(110, 110, 115))
+        pw, ph = 0.16 * w, 0.14 * h
+        py = y0 + rng.uniform(0.0, 0.3) * (y1 - y0)
+        draw.rectangle(
+            [px - pw / 2, py, px + pw / 2, py + ph], fill=rng.choice([(30, 90, 180), (200, 40, 40), (240, 240, 240)])
+        )
+
+
+def _render(
+    style: VehicleStyle, cam: Camera, size: tuple[int, int], rng: random.Random, occluder_p: float = 0.0
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """One photo of ``style`` by ``cam`` and the vehicle's box (fractions of the image)."""
     w, h = size
     scene = _background(cam, size, rng)
     car = _draw_vehicle(style, size)
@@ -272,6 +343,11 @@ def _render(style: VehicleStyle, cam: Camera, size: tuple[int, int], rng: random
     dx = (w - cw) // 2 + rng.randint(-w // 20, w // 20)
     dy = h - ch - int(h * 0.04) + rng.randint(-h // 30, h // 30)
     scene.paste(car, (dx, dy), car)
+    # The vehicle's box from the pasted alpha, so the demo can point at the vehicle.
+    bbox = car.getchannel("A").getbbox() or (0, 0, cw, ch)
+    box = (max(0, dx + bbox[0]) / w, max(0, dy + bbox[1]) / h, min(w, dx + bbox[2]) / w, min(h, dy + bbox[3]) / h)
+    if rng.random() < occluder_p:
+        _occlude(scene, box, rng)
     if cam.pole:
         px = int(w * rng.uniform(0.15, 0.3)) if cam.facing_right else int(w * rng.uniform(0.7, 0.85))
         ImageDraw.Draw(scene).rectangle([px, 0, px + max(2, w // 28), h], fill=(90, 90, 95))
@@ -282,7 +358,7 @@ def _render(style: VehicleStyle, cam: Camera, size: tuple[int, int], rng: random
     scene = Image.merge("RGB", channels)
     if cam.blur > 0:
         scene = scene.filter(ImageFilter.GaussianBlur(cam.blur * rng.uniform(0.8, 1.2)))
-    return scene
+    return scene, box
 
 
 # --------------------------------------------------------------------------- dataset
@@ -297,6 +373,7 @@ def make_synthetic_dataset(
     shots_per_cam: int = 2,
     image_size: tuple[int, int] = (96, 128),
     queries_per_id: int = 2,
+    occluder_p: float = 0.0,
     seed: int = 0,
 ) -> Path:
     """Draw a synthetic multi-camera vehicle re-ID dataset and write it as ``labels.csv`` + images.
@@ -314,10 +391,14 @@ def make_synthetic_dataset(
         shots_per_cam: images of each identity per camera.
         image_size: (H, W) of the written images.
         queries_per_id: query images per test identity (at most ``num_cams``).
+        occluder_p: probability that a shot also has a bush, a bollard row or a sign post in
+            front of the vehicle (besides the poles some cameras always have).
         seed: everything drawn depends only on it.
 
     Returns:
         The path of ``labels.csv`` (header ``path,id,camera,split``, paths relative to it).
+        Beside it, ``boxes.json`` maps each of those paths to the vehicle's box
+        ``[x0, y0, x1, y1]`` as fractions of the image's width and height.
 
     >>> import tempfile
     >>> csv_path = make_synthetic_dataset(tempfile.mkdtemp(), num_train_ids=4, num_test_ids=2,
@@ -325,6 +406,8 @@ def make_synthetic_dataset(
     >>> csv_path.name
     'labels.csv'
     """
+    if not 0.0 <= occluder_p <= 1.0:
+        raise ValueError(f"occluder_p is a probability in [0, 1], got {occluder_p}")
     if not 1 <= queries_per_id <= num_cams:
         raise ValueError(f"queries_per_id must be in [1, num_cams={num_cams}], got {queries_per_id}")
     if num_cams * shots_per_cam <= queries_per_id:
@@ -336,6 +419,7 @@ def make_synthetic_dataset(
     cams = _make_cameras(num_cams, rng)
     hgt, wid = image_size
     rows = []
+    boxes: dict[str, list[float]] = {}
     for pid, style in enumerate(styles, start=1):
         test = pid > num_train_ids
         query_cams = set(rng.sample(range(num_cams), queries_per_id)) if test else set()
@@ -343,9 +427,13 @@ def make_synthetic_dataset(
             for shot in range(shots_per_cam):
                 # VeRi-style name: id_camera_shot, so files also read as a VeRi folder would.
                 name = f"{pid:04d}_c{c:03d}_{shot:02d}.jpg"
-                _render(style, cam, (wid, hgt), rng).save(root / "images" / name, quality=92)
+                image, box = _render(style, cam, (wid, hgt), rng, occluder_p)
+                image.save(root / "images" / name, quality=92)
+                boxes[f"images/{name}"] = [round(v, 4) for v in box]
                 split = "train" if not test else ("query" if shot == 0 and c - 1 in query_cams else "gallery")
                 rows.append((f"images/{name}", pid, c, split))
+    # Where the vehicle is in each image (x0, y0, x1, y1, fractions), for the demo's pictures.
+    (root / "boxes.json").write_text(json.dumps(boxes))
     path = root / "labels.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
