@@ -102,10 +102,10 @@ def test_near_ties(scale, fused):
     blocks = _blocks(q, g)
     if fused:
         ref = stable_reference_re_ranking()(*[1.5 * b for b in blocks], 20, 6, 0.3)
-        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, chunk_size=40)
+        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, lambda_value=0.3, chunk_size=40)
     else:
         ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
-        out = rerank(q, g, k1=20, k2=6, chunk_size=40)
+        out = rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=40)
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
     np.testing.assert_allclose(
         re_ranking(*blocks, 20, 6, 0.3), stable_reference_re_ranking()(*blocks, 20, 6, 0.3), atol=ATOL, rtol=0
@@ -160,7 +160,7 @@ def test_row_maximum_from_full_rows(monkeypatch, max_keep):
     q, g, _ = _hard(10, 120, 16, 1.0, seed=5, ids=6)
     g = np.concatenate([g, np.full((3, 16), 5.0, np.float32)])  # three identical outliers
     ref = stable_reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
-    np.testing.assert_allclose(rerank(q, g, chunk_size=17), ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=17), ref, atol=ATOL, rtol=0)
 
 
 # --- the package is callable ------------------------------------------------------------
