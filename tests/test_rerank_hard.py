@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnc
+from fnc.rerank import _neighbours as _nb
 from fnc.rerank import re_ranking, rerank
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -157,10 +159,90 @@ def test_row_maximum_from_full_rows(monkeypatch, max_keep):
     those rows take the full-row path. The result is unchanged.
     """
     monkeypatch.setattr(importlib.import_module("fnc.rerank._neighbours"), "_MAX_KEEP", max_keep)
+    monkeypatch.setattr(importlib.import_module("fnc.rerank._neighbours"), "_SCREEN_KEEP", 1)
     q, g, _ = _hard(10, 120, 16, 1.0, seed=5, ids=6)
     g = np.concatenate([g, np.full((3, 16), 5.0, np.float32)])  # three identical outliers
     ref = stable_reference_re_ranking()(*_blocks(q, g), 20, 6, 0.3)
     np.testing.assert_allclose(rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=17), ref, atol=ATOL, rtol=0)
+
+
+# --- bfloat16 screening ------------------------------------------------------------------
+
+_bf16 = pytest.mark.skipif(
+    not _nb.screening_available(torch.zeros(1, 1)), reason="this CPU has no native bfloat16 dot products"
+)
+
+
+def _adversarial(kind: str, n: int = 240, d: int = 256, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    if kind == "constant":
+        # Every coordinate equal: the bfloat16 rounding error is parallel to the vector, so the
+        # Cauchy-Schwarz step of the band is attained.
+        x = rng.uniform(-3, 3, size=(n, 1)) * np.ones((1, d))
+    elif kind == "scales":
+        x = rng.standard_normal((n, d)) * 10.0 ** rng.uniform(-3, 3, size=(n, 1))
+    elif kind == "offset":
+        x = 50.0 + rng.standard_normal((n, d))
+    else:
+        x, _, _ = _hard(n, 0, d, 4.0, seed=seed)
+    return torch.from_numpy(np.asarray(x, dtype=np.float32))
+
+
+@_bf16
+@pytest.mark.parametrize("kind", ["hard", "constant", "scales", "offset"])
+def test_screening_band_bounds_every_error(kind):
+    """Every screened squared distance is within its band of the exact one, also where the
+    band's worst case is attained; and the band is narrow enough to be useful."""
+    x = _adversarial(kind)
+    n = x.shape[0]
+    f = _nb._Features([x], [1.0], torch.arange(n), screen=True)
+    assert f.screen
+    s = f.block(0, n, 0, screened=True).clone()
+    exact = torch.cdist(x.double(), x.double()).square()
+    band = f.band(slice(0, n), s, True)
+    assert bool((((s.double() - exact).abs()) <= band.double()).all())
+    if kind == "hard":
+        assert float(band.median()) < 0.01 * float(exact.median())
+
+
+@_bf16
+@pytest.mark.parametrize("noise", [1.0, 4.0])
+def test_screened_equals_unscreened_and_reference(monkeypatch, noise):
+    q, g, _, _, ref = _case(noise) if noise != 1.0 else _case(0.5)
+    screened = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=150)
+    monkeypatch.setattr(_nb, "_SCREEN", False)
+    plain = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=150)
+    np.testing.assert_allclose(screened, ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(plain, ref, atol=ATOL, rtol=0)
+
+
+@_bf16
+def test_screened_buffers_too_short_fall_back(monkeypatch):
+    """With no screening margin and one kept maximum candidate most screened rows cannot be
+    certified and take the full-row paths; the result is unchanged."""
+    monkeypatch.setattr(_nb, "_SCREEN_MARGIN", 0)
+    monkeypatch.setattr(_nb, "_SCREEN_KEEP", 1)
+    monkeypatch.setattr(_nb, "_MAX_KEEP", 1)
+    q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
+    ref = stable_reference_re_ranking()(*_blocks(q, g), 30, 6, 0.1)
+    np.testing.assert_allclose(rerank(q, g, k1=30, k2=6, lambda_value=0.1, chunk_size=40), ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_features_far_from_the_origin(fused):
+    """Un-normalised embeddings offset far from the origin next to their spread: the float32
+    expansion |a|^2 + |b|^2 - 2 a.b would lose the distances to cancellation (it gave 1e-5
+    errors on two points); centring keeps the values exact."""
+    q, g, _ = _hard(12, 150, 32, 3.0, seed=9, ids=10)
+    q, g = q + np.float32(40.0), g + np.float32(40.0)
+    blocks = _blocks(q, g)
+    if fused:
+        ref = stable_reference_re_ranking()(*[1.5 * b for b in blocks], 20, 6, 0.3)
+        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, lambda_value=0.3, chunk_size=50)
+    else:
+        ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
+        out = rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=50)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
 # --- the package is callable ------------------------------------------------------------

@@ -36,6 +36,111 @@ _EXACT_BUDGET = 1 << 18
 _MAX_KEEP = 4
 # Rows whose maximum is computed from their full float64 row at a time.
 _FULL_ROWS = 64
+# bfloat16 unit roundoff (8 significand bits, round to nearest even).
+_U_BF16 = 2.0**-8
+# Screening: on CPUs with native bfloat16 dot products the gallery blocks are bfloat16 GEMMs
+# (about 4x a float32 GEMM) whose values only select candidates; see _ScreenBand.
+_SCREEN = True
+# Candidates kept per row beyond k1 + 1 when screening. A screened value may be off by its band
+# (about 0.008 near a row's neighbours for unit-norm 1536-d features, see _ScreenBand), so the
+# buffer must reach that far beyond the k1 + 1-th: about 110 columns (140 at most) on the
+# hardest benchmark features (noise 4, plain mAP 0.24). A row that needs more is not dropped:
+# its bound fails and it takes the full-row path (no row did at 1052 x 18,290, noise 1 to 4).
+_SCREEN_MARGIN = 120
+# Largest values kept per row when screening, in units of _MAX_KEEP: the maximum's band holds a
+# few columns; a row with more takes its maximum from its full float32 row.
+_SCREEN_KEEP = 4
+
+
+def _sampled_dots(crow: Tensor, cols: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``a[r] . b[cols[p]]`` for the CSR pattern ``(crow, cols)`` over the rows of ``a``."""
+    # A sampled matrix product reads each feature row in place; gathering the rows first
+    # costs about five times more memory traffic.
+    with warnings.catch_warnings():
+        # sparse CSR is flagged as beta; sampled_addmm on it is stable since 2.0.
+        warnings.simplefilter("ignore", UserWarning)
+        mask = torch.sparse_csr_tensor(
+            crow, cols, torch.zeros(cols.numel(), dtype=a.dtype, device=a.device), size=(a.shape[0], b.shape[0])
+        )
+        return torch.sparse.sampled_addmm(mask, a, b.T, beta=0.0).values()
+
+
+def screening_available(x: Tensor) -> bool:
+    """Whether bfloat16 screening applies to float32 features ``x`` (CPU with native bf16 dots).
+
+    Only oneDNN's kernels are used: they accumulate bfloat16 products in float32, which the
+    error bound of :class:`_ScreenBand` assumes.
+    """
+    if not _SCREEN or x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class _ScreenBand:
+    """How far a screened squared distance ``s~`` can be from the exact one, given ``s~``.
+
+    ``s~ = |a|^2 + |b|^2 - 2 c~`` with ``c~`` a oneDNN bfloat16 GEMM entry: the products of
+    ``a~ = bf16(a)`` and ``b~`` accumulated in float32, rounded to bfloat16 on output. With
+    ``r_a = a - a~``:
+
+    - ``|a.b - a~.b~| <= |r_a| |b~| + |a~| |r_b| + |r_a| |r_b|`` (Cauchy-Schwarz on the split);
+    - float32 accumulation of the exact bf16 products adds at most ``gamma_d |a~| |b~|`` in any
+      order (``gamma_d = d u / (1 - d u)``, ``u = 2^-24``), flushed subnormal products at most
+      ``d 2^-126``;
+    - the output rounding adds at most ``2^-8 / (1 - 2^-8) |c~|``, and ``|c~|`` follows from
+      ``s~`` itself: ``c~ = (|a|^2 + |b|^2 - s~) / 2`` up to float32 rounding, bounded with the
+      largest and smallest ``|b|^2`` (and by ``|a~| max |b~|`` when ``s~`` was clamped to 0).
+
+    The column's terms are replaced by their maxima over all rows, so the band of row ``i``
+    holds against every column (and, by symmetry, the band of column ``j`` against every row).
+    Near a row's neighbours ``|c~|`` is small, so the band there is mostly the split term
+    (about 0.0075 for unit-norm 1536-d features) instead of the 0.015 a uniform bound gives.
+    ``s~ - band(s~)`` and ``s~ + band(s~)`` increase with ``s~``, so the band at a list's cut
+    value bounds everything beyond the cut. Norms are taken in float32 and enlarged by 2^-10.
+    """
+
+    def __init__(self, x: Tensor, xb: Tensor, sq: Tensor) -> None:
+        d = x.shape[1]
+        grow = 1.0 + 2.0**-10
+        nb = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
+        r = torch.empty_like(nb)
+        for a in range(0, x.shape[0], 8192):
+            xa, ba = x[a : a + 8192], xb[a : a + 8192].float()
+            nb[a : a + 8192] = torch.linalg.vector_norm(ba, dim=1)
+            # a - bf16(a) is exact in float32: the two are within a factor 2 (Sterbenz).
+            r[a : a + 8192] = torch.linalg.vector_norm(xa - ba, dim=1)
+        nb.mul_(grow)
+        r.mul_(grow)
+        nmax, rmax = float(nb.max()), float(r.max())
+        gamma = d * _U32 / (1.0 - d * _U32)
+        self.u_out = _U_BF16 / (1.0 - _U_BF16) * grow
+        self.split = (r * nmax + nb * rmax + r * rmax + gamma * nb * nmax + d * 2.0**-126) * grow
+        # |c~| can never exceed this (|a~| |b~| plus the accumulation and output rounding).
+        self.cap = nb * nmax * (1.0 + gamma) * (1.0 + _U_BF16) * grow
+        self.sq = sq
+        self.sq_max, self.sq_min = float(sq.max()), float(sq.min())
+
+    def __call__(self, rows: slice, v: Tensor) -> Tensor:
+        """Band of rows ``rows`` at screened values ``v`` (``(len(rows),)`` or ``(len(rows), k)``)."""
+        sq, split, cap = self.sq[rows], self.split[rows], self.cap[rows]
+        if v.dim() == 2:
+            sq, split, cap = sq.unsqueeze(1), split.unsqueeze(1), cap.unsqueeze(1)
+        # |c~| from s~, widened for the float32 rounding of the two additions.
+        c = torch.maximum(sq + self.sq_max - v, v - sq - self.sq_min) * (0.5 + 2.0**-16)
+        c = c + 2.0**-20 * (sq + self.sq_max)
+        c = torch.where(v > 0, torch.minimum(c, cap), cap)
+        return 2.0 * (split + self.u_out * c)
+
+
+def _centred(x: Tensor) -> Tensor:
+    """``x`` less its column mean (accumulated in float64), in place: ``x`` is a fresh copy."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for a in range(0, x.shape[0], 8192):
+        total += x[a : a + 8192].sum(0, dtype=torch.float64)
+    return x.sub_((total / max(1, x.shape[0])).to(x.dtype))
 
 
 def _stable_sort_rows(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -142,20 +247,33 @@ def matrix_neighbours(q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, chunk_size
 class _Features:
     """The fused distance ``D = sum_m w_m * ||x_m[i] - x_m[j]||`` over stacked query+gallery."""
 
-    def __init__(self, xs: list[Tensor], weights: list[float]) -> None:
+    def __init__(self, xs: list[Tensor], weights: list[float], perm: Tensor, screen: bool = False) -> None:
+        """``xs``: the inputs in input order; rows are used in the order ``perm``."""
         self.xs = xs
+        self.perm: Tensor | None = perm
         self.w = weights
         self.single = len(xs) == 1
         # One model: rank on float32 squared distances and refine near-ties in float64.
         # Several: sums of square roots amplify float32 error near zero, so work in float64.
         self.dtype = torch.float32 if self.single else torch.float64
-        self.xc = [x.to(self.dtype) for x in xs]
+        # Distances do not depend on the origin, but the expansion |a|^2 + |b|^2 - 2 a.b loses
+        # about u (|a| + |b|)^2 to cancellation: on features far from the origin next to their
+        # spread (un-normalised embeddings) that swamps the distances themselves. Blocks and
+        # float32 values therefore work on centred (shuffled) copies; the exact float64 values
+        # below read the inputs through ``perm``.
+        self.xc = [_centred(x.index_select(0, perm).to(self.dtype)) for x in xs]
         if not self.single:
-            # Widening is exact: the float64 copies also serve the exact computations, and the
-            # originals need not be kept beside them.
-            self.xs = self.xc
+            # float64 centring rounds at 1e-16 relative: the centred copies also serve the exact
+            # computations, and the originals need not be kept beside them.
+            self.xs, self.perm = self.xc, None
         self.sq = [(x * x).sum(1) for x in self.xc]
         self._buf: Tensor | None = None
+        self._dot_buf: Tensor | None = None
+        self._norms: Tensor | None = None
+        self.screen = screen and self.single and screening_available(self.xc[0])
+        if self.screen:
+            self.xb = self.xc[0].to(torch.bfloat16)
+            self.band_screen = _ScreenBand(self.xc[0], self.xb, self.sq[0])
 
     def _fuse(self, squared: Iterator[Tensor]) -> Tensor:
         """Ranking values from per-model squared distances (consumed one model at a time).
@@ -170,18 +288,35 @@ class _Features:
             out = s if out is None else out.add_(s)
         return out
 
-    def block(self, r0: int, r1: int, c0: int) -> Tensor:
-        """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``."""
+    def _reuse(self, name: str, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        # One buffer for every block: a fresh 100+ MiB tensor per block is a fresh mapping from
+        # the OS, page-faulted and zeroed each time.
+        buf = getattr(self, name)
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=dtype, device=device)
+            setattr(self, name, buf)
+        return buf[:numel]
+
+    def block(self, r0: int, r1: int, c0: int, screened: bool = False) -> Tensor:
+        """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``.
+
+        ``screened``: bfloat16 dot products, off by at most ``radius(rows, screened=True)``.
+        """
+        if screened:
+            x, sq = self.xb, self.sq[0]
+            shape = (r1 - r0, x.shape[0] - c0)
+            dot = self._reuse("_dot_buf", shape[0] * shape[1], x.dtype, x.device).view(shape)
+            torch.mm(x[r0:r1], x[c0:].T, out=dot)
+            s = self._reuse("_buf", shape[0] * shape[1], sq.dtype, x.device).view(shape)
+            # Mixed-dtype add: the bfloat16 products are widened and summed in float32.
+            torch.add(sq[c0:].unsqueeze(0), dot, alpha=-2.0, out=s)
+            return s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
 
         def squared() -> Iterator[Tensor]:
             for x, sq in zip(self.xc, self.sq):
                 shape = (r1 - r0, x.shape[0] - c0)
                 if self.single:
-                    # One buffer for every block: a fresh 100+ MiB tensor per block is a fresh
-                    # mapping from the OS, page-faulted and zeroed each time.
-                    if self._buf is None or self._buf.numel() < shape[0] * shape[1]:
-                        self._buf = torch.empty(shape[0] * shape[1], dtype=x.dtype, device=x.device)
-                    s = self._buf[: shape[0] * shape[1]].view(shape)
+                    s = self._reuse("_buf", shape[0] * shape[1], x.dtype, x.device).view(shape)
                     torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
                 else:
                     s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
@@ -190,7 +325,9 @@ class _Features:
         return self._fuse(squared())
 
     def release(self) -> None:
-        self._buf = None
+        self._buf = self._dot_buf = None
+        if self.screen:
+            del self.xb
 
     def exact_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
         """float64 ranking values of row ``rows[i]`` against ``cols[i]`` (``(m,)`` or ``(m, k)``).
@@ -201,6 +338,8 @@ class _Features:
         """
         cols2 = cols.reshape(rows.numel(), -1)
         m, k = cols2.shape
+        if self.perm is not None:
+            rows, cols2 = self.perm[rows], self.perm[cols2]
 
         def squared() -> Iterator[Tensor]:
             for x in self.xs:
@@ -216,40 +355,60 @@ class _Features:
         return self._fuse(squared()).view(cols.shape)
 
     def pair_block_values(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """Ranking values at many pairs sorted by (row, col), in the block precision."""
-        # A sampled matrix product reads each feature row in place; gathering the rows first
-        # costs about five times more memory traffic.
+        """Ranking values at many pairs sorted by (row, col), in the (unscreened) block precision."""
         n = self.xc[0].shape[0]
         crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
         crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
 
         def squared() -> Iterator[Tensor]:
             for x, sq in zip(self.xc, self.sq):
-                mask = torch.sparse_csr_tensor(
-                    crow,
-                    cols,
-                    torch.zeros(rows.numel(), dtype=x.dtype, device=x.device),
-                    size=(n, n),
-                )
-                with warnings.catch_warnings():
-                    # sparse CSR is flagged as beta; sampled_addmm on it is stable since 2.0.
-                    warnings.simplefilter("ignore", UserWarning)
-                    dot = torch.sparse.sampled_addmm(mask, x, x.T, beta=0.0).values()
+                dot = _sampled_dots(crow, cols, x, x)
                 yield (sq[rows] + sq[cols] - 2.0 * dot).clamp_(min=0)
 
         return self._fuse(squared())
+
+    def row_pairs(self, r0: int, r1: int, cols: Tensor, fill: float) -> Tensor:
+        """float32 ranking values of rows ``r0:r1`` against ``cols[i]`` (``(r1 - r0, k)``, one model).
+
+        What a screened block's candidates are confirmed with: the same float32 error band as
+        an unscreened block. Slots with column -1 (never filled) get ``fill``.
+        """
+        x, sq = self.xc[0], self.sq[0]
+        n, m = x.shape[0], r1 - r0
+        valid = cols >= 0
+        # Pairs grouped by column: each column's feature row is read once for all the block rows
+        # that list it (the block's own rows stay in cache), about 3x faster than by row.
+        # Unfilled slots are left out of the pattern (a CSR row must not repeat an entry).
+        local = torch.arange(m, device=cols.device).unsqueeze(1).expand_as(cols)[valid]
+        code, order = (cols[valid] * m + local).sort()
+        col, row = code // m, code % m
+        crow = torch.zeros(n + 1, dtype=torch.long, device=cols.device)
+        crow[1:] = torch.bincount(col, minlength=n).cumsum(0)
+        dot = _sampled_dots(crow, row, x, x[r0:r1])
+        vals = torch.empty_like(dot)
+        vals[order] = (sq[r0 + row] + sq[col] - 2.0 * dot).clamp_(min=0)
+        v = torch.full(cols.shape, fill, dtype=x.dtype, device=x.device)
+        v[valid] = vals
+        return v
+
+    def rows32(self, rows: Tensor) -> Tensor:
+        """float32 ranking values of whole rows, ``(len(rows), N)`` (one model)."""
+        x, sq = self.xc[0], self.sq[0]
+        return torch.addmm(sq.unsqueeze(0), x[rows], x.T, alpha=-2.0).add_(sq[rows].unsqueeze(1)).clamp_(min=0)
 
     def exact_rows(self, rows: Tensor) -> Tensor:
         """float64 ranking values of whole rows, ``(len(rows), N)``."""
 
         def squared() -> Iterator[Tensor]:
+            perm = self.perm
             for x in self.xs:
-                a = x[rows].double()
+                a = x[rows if perm is None else perm[rows]].double()
                 sa = (a * a).sum(1, keepdim=True)
                 parts = []
                 step = max(1, _PAIR_BUDGET // x.shape[1])
                 for c0 in range(0, x.shape[0], step):
-                    b = x[c0 : c0 + step].double()
+                    b = x[c0 : c0 + step] if perm is None else x[perm[c0 : c0 + step]]
+                    b = b.double()
                     parts.append(sa + (b * b).sum(1) - 2.0 * a @ b.T)
                 yield torch.cat(parts, 1).clamp_(min=0)
 
@@ -260,16 +419,26 @@ class _Features:
         d = self.w[0] * v.sqrt() if self.single else v
         return (d * d).to(torch.float32)
 
+    def band(self, rows: slice, v: Tensor, screened: bool) -> Tensor | float:
+        """Error bound of block values ``v`` of rows ``rows``: :meth:`radius`, or when
+        ``screened`` the screening band at ``v`` plus it (covering values of either precision).
+        """
+        rad = self.radius(rows)
+        if not screened:
+            return rad if v.dim() == 1 or not torch.is_tensor(rad) else rad.unsqueeze(1)
+        return self.band_screen(rows, v) + (rad if v.dim() == 1 else rad.unsqueeze(1))
+
     def radius(self, rows: slice) -> Tensor | float:
-        """Error bound of ``block`` in the ranking space (0 for the float64 path)."""
+        """Error bound of an unscreened ``block`` in the ranking space (0 for the float64 path)."""
         if not self.single:
             return 0.0
-        x = self.xc[0]
-        norms = self.sq[0].sqrt()
+        if self._norms is None:
+            self._norms = self.sq[0].sqrt()
+            self._norm_max = float(self._norms.max())
         # Measured float32 GEMM error stays below ~4 u (|a| + |b|)^2 at d = 1536 (blocked FMA
         # sums); the band treated as a possible tie is (sqrt(d) / 2 + 8) u, ~7x that.
-        eps = (0.5 * math.sqrt(x.shape[1]) + 8.0) * _U32
-        return eps * (norms[rows] + norms.max()) ** 2
+        eps = (0.5 * math.sqrt(self.xc[0].shape[1]) + 8.0) * _U32
+        return eps * (self._norms[rows] + self._norm_max) ** 2
 
 
 def _column_k(k_keep: int, k_buf: int, rows: int, n: int) -> int:
@@ -317,11 +486,17 @@ class _FeatureSearch:
         self.inv = torch.empty_like(self.perm)
         self.inv[self.perm] = torch.arange(n, device=device)
         self.inv_g = self.inv[nq:] - nq
-        self.f = _Features([x.index_select(0, self.perm) for x in xs], weights)
-        # The caller's stacked copies are not needed any more: drop them now, not after the call.
+        self.f = _Features(list(xs), weights, self.perm, screen=True)
+        # The caller's list lets go of its stacked copies: with several models they are not
+        # needed any more (the float64 copies replace them), so they are freed now.
         xs.clear()
+        self.screen = self.f.screen
         self.k_keep = min(k1 + 1, n)
-        self.k_buf = min(self.k_keep + _MARGIN, n)
+        # At least one beyond k1 + 1: the check at the last cut reads the value after it.
+        self.k_buf = min(self.k_keep + max(1, _SCREEN_MARGIN if self.screen else _MARGIN), n)
+        # What the column lists must deliver: a screened row needs its whole buffer's band.
+        self.k_need = self.k_buf if self.screen else self.k_keep
+        self.max_keep = _MAX_KEEP * (_SCREEN_KEEP if self.screen else 1)
         self.cuts = _cuts(k1, k2, n)
         self.unit_key = self.f.single and self.f.w[0] == 1.0
         dt = self.f.dtype
@@ -332,8 +507,8 @@ class _FeatureSearch:
         self.cand_i = torch.empty((n, self.width), dtype=torch.long, device=device)
         self.off = 0
         self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
-        self.top_v = torch.full((n, _MAX_KEEP), -math.inf, dtype=dt, device=device)
-        self.top_i = torch.full((n, _MAX_KEEP), -1, dtype=torch.long, device=device)
+        self.top_v = torch.full((n, self.max_keep), -math.inf, dtype=dt, device=device)
+        self.top_i = torch.full((n, self.max_keep), -1, dtype=torch.long, device=device)
         self.nbr = torch.empty(n, self.k_keep, dtype=torch.long, device=device)
         self.nval = torch.empty(n, self.k_keep, dtype=torch.float32, device=device)
         self.qg = torch.empty(nq, n - nq, dtype=torch.float32, device=device)
@@ -344,15 +519,17 @@ class _FeatureSearch:
     def run(self) -> Neighbours:
         for r0 in range(0, self.n, self.chunk):
             r1 = min(r0 + self.chunk, self.n)
-            s = self.f.block(r0, r1, r0)
+            # Blocks holding query rows stay float32: their values are the query-gallery output.
+            screened = self.screen and r0 >= self.nq
+            s = self.f.block(r0, r1, r0, screened)
             cv, ci = self._row_candidates(s, r0, r1)
             self._keep_largest(s, r0, r1)
             if r1 < self.n:
-                self._push_columns(s[:, r1 - r0 :], r0, r1)
-            self._set_row_max(r0, r1)
+                self._push_columns(s[:, r1 - r0 :], r0, r1, screened)
+            self._set_row_max(r0, r1, screened)
             self._store_query_block(s, r0, r1)
             del s
-            self._finalise_block(cv, ci, r0, r1)
+            self._finalise_block(cv, ci, r0, r1, screened)
         return self._neighbours()
 
     def _row_candidates(self, s: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
@@ -376,23 +553,28 @@ class _FeatureSearch:
         def merge(rows: slice, vals: Tensor, idx: Tensor) -> None:
             v = torch.cat([self.top_v[rows], vals], 1)
             i = torch.cat([self.top_i[rows], idx], 1)
-            t = torch.topk(v, _MAX_KEEP, dim=1)
+            t = torch.topk(v, self.max_keep, dim=1)
             self.top_v[rows], self.top_i[rows] = t.values, i.gather(1, t.indices)
 
-        k = min(_MAX_KEEP, s.shape[1])
+        k = min(self.max_keep, s.shape[1])
         t = torch.topk(s, k, dim=1)
         merge(slice(r0, r1), t.values, t.indices + r0)
         if r1 < self.n:
             rest = s[:, r1 - r0 :]
-            t = torch.topk(rest, min(_MAX_KEEP, r1 - r0), dim=0)
+            t = torch.topk(rest, min(self.max_keep, r1 - r0), dim=0)
             merge(slice(r1, None), t.values.T, t.indices.T + r0)
 
-    def _push_columns(self, rest: Tensor, r0: int, r1: int) -> None:
-        """Hand the block's few nearest of every later row (a column of ``rest``) to that row."""
-        kc = _column_k(self.k_keep, self.k_buf, r1 - r0, self.n)
+    def _push_columns(self, rest: Tensor, r0: int, r1: int, screened: bool) -> None:
+        """Hand the block's few nearest of every later row (a column of ``rest``) to that row.
+
+        ``lb`` receives a lower bound on the exact values the list leaves out: the list's last
+        value less the block's error band (the band of a pair holds for either of its rows).
+        """
+        kc = _column_k(self.k_need, self.k_buf, r1 - r0, self.n)
         t = torch.topk(rest, kc, dim=0, largest=False)
         if kc < r1 - r0:
-            torch.minimum(self.lb[r1:], t.values[-1], out=self.lb[r1:])
+            low = t.values[-1] - self.f.band(slice(r1, None), t.values[-1], screened)
+            torch.minimum(self.lb[r1:], low, out=self.lb[r1:])
         off, k_buf = self.off, self.k_buf
         if off + kc > self.width:
             top = torch.topk(self.cand_v[r1:, :off], k_buf, dim=1, largest=False)
@@ -403,34 +585,53 @@ class _FeatureSearch:
         self.cand_i[r1:, off : off + kc] = t.indices.T + r0
         self.off = off + kc
 
-    def _set_row_max(self, r0: int, r1: int) -> None:
+    def _set_row_max(self, r0: int, r1: int, screened: bool) -> None:
         """``max_j float32(D[i, j] ** 2)`` exactly, for the block's (now complete) rows.
 
         The maximum divides the whole row, so an error in it cannot reorder the row, but it can
         decide whether two neighbouring float32 values become equal after the division (a tie,
         then broken by index). With one model the block values are float32, so the maximum is
         taken over float64 values of the candidates: every column whose block value is within
-        twice the error radius of the largest is among the ``_MAX_KEEP`` kept, or the row's
-        maximum is computed from its full float64 row.
+        twice the error radius of the largest is among the kept, or the row's maximum is taken
+        from its full row (float32, then float64 for the columns near its largest). A screened
+        row first confirms its kept columns in float32.
         """
         f = self.f
         if f.single:
             rows = torch.arange(r0, r1, device=self.device)
-            cols = self.top_i[r0:r1]
-            exact = f.exact_pairs(rows, cols.clamp(min=0)).masked_fill_(cols < 0, -math.inf)
-            mx = exact.amax(1)
-            rad = f.radius(slice(r0, r1))
-            top = self.top_v[r0:r1]
-            unsure = ((cols[:, -1] >= 0) & (top[:, -1] >= top[:, 0] - 2 * rad)).nonzero()
+            rows_s = slice(r0, r1)
+            cols, top = self.top_i[r0:r1], self.top_v[r0:r1]
+            v = f.row_pairs(r0, r1, cols, -math.inf) if screened else top.masked_fill(cols < 0, -math.inf)
+            mx = self._exact_max(rows, cols, v)
+            # Everything not kept is at most the last kept value plus its band.
+            high = top[:, -1] + f.band(rows_s, top[:, -1], screened)
+            unsure = ((cols[:, -1] >= 0) & (high >= top[:, 0] - f.band(rows_s, top[:, 0], screened))).nonzero()
             unsure = unsure.squeeze(1)
             for a in range(0, unsure.numel(), _FULL_ROWS):
-                u = unsure[a : a + _FULL_ROWS]
-                mx[u] = f.exact_rows(rows[u]).amax(1)
+                u = rows[unsure[a : a + _FULL_ROWS]]
+                t = torch.topk(f.rows32(u), min(self.max_keep, self.n), dim=1)
+                rad = f.radius(u)
+                if bool((t.values[:, -1] >= t.values[:, 0] - 2 * rad).any()) and self.max_keep < self.n:
+                    # Even the full float32 row cannot single out its largest (many equal far
+                    # points): float64 over the whole row.
+                    mx[u - r0] = f.exact_rows(u).amax(1)
+                else:
+                    mx[u - r0] = self._exact_max(u, t.indices, t.values)
         else:
             mx = self.top_v[r0:r1, 0].to(torch.float64)
         key = f.key(mx)
         _check_row_max(key, r0, "stacked distance")
         self.row_max[r0:r1] = key
+
+    def _exact_max(self, rows: Tensor, cols: Tensor, v: Tensor) -> Tensor:
+        """float64 maximum of each row over the columns whose float32 value ``v`` is within twice
+        the float32 radius of the row's largest (slots with column -1 are ignored)."""
+        f = self.f
+        v, o = v.sort(dim=1, descending=True)
+        near = v >= v[:, :1] - 2 * f.radius(rows).unsqueeze(1)
+        kn = int(near.sum(1).max())
+        cols = cols.gather(1, o)[:, :kn].masked_fill(~near[:, :kn], -1)
+        return f.exact_pairs(rows, cols.clamp(min=0)).masked_fill_(cols < 0, -math.inf).amax(1)
 
     def _to_b(self, v: Tensor, rows: Tensor) -> Tensor:
         """B values (float32 squared fused distance over the row maximum) from ranking values."""
@@ -453,13 +654,20 @@ class _FeatureSearch:
         """float32 B of whole rows from float64 distances, columns in input order."""
         return self._to_b(self.f.exact_rows(rows), rows).index_select(1, self.inv)
 
-    def _finalise_block(self, cv: Tensor, ci: Tensor, r0: int, r1: int) -> None:
+    def _finalise_block(self, cv: Tensor, ci: Tensor, r0: int, r1: int, screened: bool) -> None:
         """Neighbour lists of the block's rows from their candidate buffers ``cv``/``ci``."""
         f, k_keep = self.f, self.k_keep
         rows = torch.arange(r0, r1, device=self.device)
         lb = self.lb[r0:r1]
-        # A lower bound on every value left out of the buffer.
-        outside = lb if self.k_buf == self.n else torch.minimum(cv[:, -1], lb)
+        # A lower bound on every exact value left out of the buffer. A screened buffer mixes
+        # values of both precisions; the screened band covers both.
+        cut = cv[:, -1]
+        outside = lb if self.k_buf == self.n else torch.minimum(cut - f.band(slice(r0, r1), cut, screened), lb)
+        if screened:
+            # The buffer was chosen on screened values; its ranking comes from float32 ones.
+            cv = f.row_pairs(r0, r1, ci, math.inf)
+            cv, o = cv.sort(dim=1)
+            ci = ci.gather(1, o)
         if not f.single:
             self.nbr[r0:r1], self.nval[r0:r1] = _finalise(
                 self._to_b(cv, rows),
@@ -473,7 +681,7 @@ class _FeatureSearch:
         # outside can reach its k_keep-th value and no cut separates values that could round
         # to the same float32 B.
         rad = f.radius(slice(r0, r1))
-        sure = outside - rad > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
+        sure = outside > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
         for c in self.cuts:
             sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
         self.nbr[r0:r1], self.nval[r0:r1] = self.perm[ci[:, :k_keep]], self._to_b(cv[:, :k_keep], rows)
@@ -481,10 +689,16 @@ class _FeatureSearch:
         if not unsure.numel():
             return
         ur = rows[unsure]
+        # float64 for the first k_keep + _MARGIN of the buffer only (a screened buffer is longer);
+        # every exact value past them is at least the next float32 value less the band.
+        m = min(k_keep + _MARGIN, cv.shape[1])
+        low = outside[unsure]
+        if m < cv.shape[1]:
+            low = torch.minimum(low, cv[unsure, m] - rad[unsure])
         # Slots never filled (index -1) stay last.
-        cu = ci[unsure]
+        cu = ci[unsure, :m]
         exact = f.exact_pairs(ur, cu.clamp(min=0)).masked_fill_(cu < 0, math.inf)
-        bound = self._to_b((outside[unsure] - rad[unsure]).clamp(min=0).unsqueeze(1), ur)[:, 0]
+        bound = self._to_b(low.clamp(min=0).unsqueeze(1), ur)[:, 0]
         self.nbr[ur], self.nval[ur] = _finalise(
             self._to_b(exact, ur),
             self.perm[cu],
@@ -512,7 +726,7 @@ class _FeatureSearch:
         self.nbr = self.nval = self.qg = None
         # Only the block-precision features are needed from here on (the shuffled copies: a
         # second set in input order would double the float64 memory of a fused ensemble).
-        self.f.xs = self.f.xc
+        self.f.xs, self.f.perm = self.f.xc, None
         return Neighbours(nbr=nbr, nval=nval, qg=qg, pair_values=self._pair_values)
 
     def _pair_values(self, rows: Tensor, cols: Tensor) -> Tensor:
