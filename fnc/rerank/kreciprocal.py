@@ -198,8 +198,10 @@ def rerank(
     could have dropped a neighbour is recomputed in full. The k-reciprocal sets and the Jaccard
     distance are sparse. With one model the blocks are float32 and the neighbours closer to a
     cut than the float32 error band are recomputed in float64, so the neighbour sets are those
-    of the float64 distances, and each row's maximum is taken in float64; with several models the
-    blocks are float64. Exact ties are broken by index, see :func:`re_ranking`. The argument
+    of the float64 distances, and each row's maximum is taken in float64; on CPUs with native
+    bfloat16 dot products the gallery blocks are bfloat16 GEMMs that only choose candidates
+    (``k1 + 121`` a row, within a proven error band), confirmed in float32. With several models
+    the blocks are float64. Exact ties are broken by index, see :func:`re_ranking`. The argument
     that no short list can drop a neighbour is in ``docs/rerank.md``. Tensors on a GPU are
     processed there. ``fnc.rerank`` itself (the package) is callable as this function.
 
