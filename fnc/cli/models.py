@@ -103,6 +103,8 @@ def model_info(name: str, model_args: dict[str, Any] | None = None) -> dict[str,
             {
                 "name": tcfg.name,
                 "hf_hub_id": tcfg.hf_hub_id,
+                "url": tcfg.url,
+                "file": tcfg.file,
                 "dataset": tcfg.dataset,
                 "license": tcfg.license,
                 "source": tcfg.source,
@@ -160,9 +162,16 @@ def run_info(args: argparse.Namespace) -> int:
     if info["pretrained_tags"]:
         lines.append("  pretrained")
         for t in info["pretrained_tags"]:
+            # The builder's order: a local file, else the Hub, else a release URL.
+            where = (
+                f"file {t['file']}"
+                if t["file"]
+                else f"hf-hub {t['hf_hub_id']}"
+                if t["hf_hub_id"]
+                else f"url {t['url']}"
+            )
             lines.append(
-                f"    {t['name']:<28} hf-hub {t['hf_hub_id']}, {t['dataset'] or 'dataset n/a'}, "
-                f"license {t['license'] or 'n/a'}"
+                f"    {t['name']:<28} {where}, {t['dataset'] or 'dataset n/a'}, license {t['license'] or 'n/a'}"
             )
     else:
         lines.append("  pretrained     none (random init only)")
