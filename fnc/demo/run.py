@@ -75,7 +75,7 @@ class DemoSize:
     - the x0.1 steps at 1/2 and 3/4 of the run (the paper's at 40 and 70 of 120 epochs): from
       random weights the loss rose while the lr was at its peak and fell only after the first
       step, so the run spends more of its steps at the lower rates (seed 0: mAP 49.2%, rank-1
-      50.0% against 47.3%, 40.0% with the steps at 2/3 and 5/6; one seed, so a hint, not proof);
+      50.0% against 47.3%, 40.0% with the steps at 2/3 and 5/6, before the zero init; one seed, a hint);
     - no random erasing: at 48 x 64 one erased rectangle hides most of a vehicle's marking, and
       from random weights in a few hundred steps it cost more than it regularised (2 seeds:
       trained mAP 15-23% with it, 29-39% without);
