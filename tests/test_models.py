@@ -333,6 +333,29 @@ def test_fnc_not_separate_shares_res4():
         assert model.backbone.layer3[1].conv1.weight.grad.abs().sum() > 0
 
 
+def test_bottleneck_zero_init_residual_starts_as_its_shortcut():
+    """As torchvision's resnet50(zero_init_residual=True): only bn3's scale is zeroed, and the block
+    then returns relu(shortcut(x)), with or without a projection shortcut and SE."""
+    import torchvision
+
+    from fnc.models import Bottleneck
+
+    peer = torchvision.models.resnet50(weights=None, zero_init_residual=True)
+    assert all(not b.bn3.weight.any() and b.bn2.weight.all() for b in peer.modules() if hasattr(b, "bn3"))
+    torch.manual_seed(0)
+    for block, x in (
+        (Bottleneck(64, 16), torch.randn(2, 64, 6, 5)),
+        (
+            Bottleneck(32, 16, stride=2, downsample=torch.nn.Conv2d(32, 64, 1, stride=2), use_se=True),
+            torch.randn(2, 32, 6, 5),
+        ),
+    ):
+        block.zero_init_residual()
+        assert not block.bn3.weight.any() and block.bn2.weight.all()
+        shortcut = x if block.downsample is None else block.downsample(x)
+        torch.testing.assert_close(block.eval()(x), shortcut.relu())
+
+
 @pytest.mark.parametrize("name", ["bfe_resnet50", "sbs_resnet50_ibn"])
 def test_gradient_checkpointing_gives_the_same_gradients(name):
     model = fnc.create_model(name, num_classes=NUM_CLASSES)

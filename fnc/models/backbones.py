@@ -122,6 +122,24 @@ class Bottleneck(nn.Module):
         self.act3 = nn.ReLU(inplace=True)
         self.downsample = downsample
 
+    def zero_init_residual(self) -> None:
+        """Zero the last BN's scale, so the block starts as its shortcut, ``relu(shortcut(x))``.
+
+        Goyal et al. 2017 ("Accurate, Large Minibatch SGD", Sec. 5.1), torchvision's
+        ``zero_init_residual`` and timm's ``zero_init_last``: a network trained from random
+        weights then starts shallow in effect, and its early gradients stay small (see
+        :class:`fnc.demo.DemoSize` for what it does to a from-scratch run). Pretrained weights
+        replace it.
+
+        Example:
+            >>> block = Bottleneck(256, 64)
+            >>> block.zero_init_residual()
+            >>> x = torch.randn(1, 256, 4, 4)
+            >>> torch.equal(block(x), x.relu())
+            True
+        """
+        nn.init.zeros_(self.bn3.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         x = self.act1(self.bn1(self.conv1(x)))
