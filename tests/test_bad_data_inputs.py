@@ -4,14 +4,13 @@ A corrupt checkpoint folder (its own manifest says so) and NaN weights; 16-bit P
 under two vehicle ids in every label format; held-out identities that leave nothing to find;
 ``num_instances=1``; control characters in extracted file names; and ``skip_corrupt`` wherever the
 corrupt-image error can arise. Each case asserts the exact error type and that the message names
-the thing at fault; command-line cases go through the ``fnc-reid`` console script.
+the thing at fault; command-line cases run ``fnc.cli.main`` in-process, the code behind the
+``fnc-reid`` script without a Python start-up per case (tests/test_bad_inputs.py runs the script itself).
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,17 +30,9 @@ from fnc.inference.images import as_rgb_image
 from fnc.models import CorruptCheckpointError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import in_process  # noqa: E402
 from _train_helpers import write_cityflow, write_csv, write_veri  # noqa: E402
 from test_data_vehicle import _veriwild  # noqa: E402
-
-_BESIDE = Path(sys.executable).parent / "fnc-reid"
-EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    assert EXE, "the fnc-reid console script is not installed: pip install -e ."
-    return subprocess.run([EXE, *map(str, args)], env=ENV, capture_output=True, text=True, timeout=300)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, command: str, *fragments: str) -> str:
@@ -80,10 +71,11 @@ def test_create_model_verifies_a_checkpoint_folders_manifest(corrupt_checkpoint)
 
 
 @pytest.mark.parametrize("command", ["extract", "eval"])
-def test_cli_checkpoint_with_a_bad_manifest_is_refused(corrupt_checkpoint, tmp_path, command):
+def test_cli_checkpoint_with_a_bad_manifest_is_refused(corrupt_checkpoint, tmp_path, capsys, command):
     if command == "extract":
         Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
-        proc = cli(
+        proc = in_process(
+            capsys,
             "extract",
             "baseline_resnet50",
             tmp_path / "a.png",
@@ -97,8 +89,13 @@ def test_cli_checkpoint_with_a_bad_manifest_is_refused(corrupt_checkpoint, tmp_p
             "--quiet",
         )
     else:
-        proc = cli(
-            "eval", "--checkpoint", corrupt_checkpoint, "--data", write_veri(tmp_path / "veri", n_train=1, n_test=2)
+        proc = in_process(
+            capsys,
+            "eval",
+            "--checkpoint",
+            corrupt_checkpoint,
+            "--data",
+            write_veri(tmp_path / "veri", n_train=1, n_test=2),
         )
     assert_user_error(proc, command, str(corrupt_checkpoint), "model.safetensors does not match its SHA-256")
     assert not (tmp_path / "f.npy").exists()
@@ -234,7 +231,7 @@ def test_holdout_with_one_image_per_camera_names_the_ids():
     assert [r.path for r in gallery] == ["3_1_b.jpg"]
 
 
-def test_cli_eval_with_holdout_ids_names_them_not_the_flag(tmp_path):
+def test_cli_eval_with_holdout_ids_names_them_not_the_flag(tmp_path, capsys):
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     rows = [("path", "id", "camera")]
@@ -244,7 +241,8 @@ def test_cli_eval_with_holdout_ids_names_them_not_the_flag(tmp_path):
             rows.append((f"images/{pid}_{cam}.png", str(pid), str(cam)))
     with (root / "labels.csv").open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    proc = cli(
+    proc = in_process(
+        capsys,
         "eval",
         "--model",
         "baseline_resnet50",
@@ -261,11 +259,12 @@ def test_cli_eval_with_holdout_ids_names_them_not_the_flag(tmp_path):
 # ------------------------------------------------------------------ recipe
 
 
-def test_num_instances_1_is_refused_by_name(tmp_path):
+def test_num_instances_1_is_refused_by_name(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"num_instances is 1, but the batch-hard triplet loss needs at least 2"):
         TrainConfig(num_instances=1)
     TrainConfig(num_instances=1, triplet_weight=0.0)  # the ID loss alone needs no pairs
-    proc = cli(
+    proc = in_process(
+        capsys,
         "train",
         "--model",
         "baseline_resnet50",
@@ -283,13 +282,22 @@ def test_num_instances_1_is_refused_by_name(tmp_path):
 # ------------------------------------------------------------------ extract's row order
 
 
-def test_extract_refuses_names_that_would_break_the_row_order_file(tmp_path):
+def test_extract_refuses_names_that_would_break_the_row_order_file(tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for name in ("a.png", "b\nc.png", "d\te.png"):
         Image.new("RGB", (16, 16)).save(folder / name, format="PNG")
-    proc = cli(
-        "extract", "baseline_resnet50", folder, "-o", tmp_path / "f.npy", "--no-pretrained", "--input-size", 32, 32
+    proc = in_process(
+        capsys,
+        "extract",
+        "baseline_resnet50",
+        folder,
+        "-o",
+        tmp_path / "f.npy",
+        "--no-pretrained",
+        "--input-size",
+        32,
+        32,
     )
     assert_user_error(
         proc, "extract", "2 image path(s) contain a newline or other control character", repr(str(folder / "b\nc.png"))
@@ -302,7 +310,7 @@ def test_extract_refuses_names_that_would_break_the_row_order_file(tmp_path):
 
 @pytest.fixture
 def data_with_a_corrupt_image(tmp_path):
-    spec = write_csv(tmp_path / "data", n_train=2, n_test=2)
+    spec = write_csv(tmp_path / "data", n_train=1, n_test=2)  # 36 training images: 4 or 5 steps
     data = read_dataset(spec)
     broken = data.train[0].path
     Path(broken).write_bytes(b"not an image")
@@ -327,8 +335,8 @@ def test_trainer_suggests_and_accepts_skip_corrupt(data_with_a_corrupt_image):
     assert trainer.history[0]["steps"] >= 1
 
 
-def test_cli_train_has_skip_corrupt():
-    proc = cli("train", "--help")
+def test_cli_train_has_skip_corrupt(capsys):
+    proc = in_process(capsys, "train", "--help")
     assert "--skip-corrupt" in proc.stdout
 
 

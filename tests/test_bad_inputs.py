@@ -10,10 +10,7 @@ line on stderr") is tested through the installed ``fnc-reid`` script for every c
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,38 +26,10 @@ from fnc.engine.config import TrainConfig, config_error_field
 from fnc.evaluation import evaluate
 from fnc.losses import CenterLoss, cross_entropy_loss, triplet_loss
 
-_BESIDE = Path(sys.executable).parent / "fnc-reid"
-EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+sys.path.insert(0, str(Path(__file__).parent))
+from _cli import ENV, assert_one_line, cli, cli_many, in_process  # noqa: E402
+
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
-
-
-def cli(*args, env=None) -> subprocess.CompletedProcess:
-    assert EXE, "the fnc-reid console script is not installed: pip install -e ."
-    return subprocess.run([EXE, *map(str, args)], env=env or ENV, capture_output=True, text=True, timeout=300)
-
-
-def in_process(capsys, *args) -> subprocess.CompletedProcess:
-    from fnc.cli import main
-
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse's own mistakes exit from inside parse_args
-        code = e.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
-def assert_one_line(proc: subprocess.CompletedProcess, code: int, command: str, *fragments: str) -> str:
-    kind = "error" if code == 2 else "failed"
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith(f"fnc-reid {command}: {kind}: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -528,17 +497,22 @@ def test_exit_codes_of_every_command(files, checkpoint, tmp_path):
         "demo": ("demo", "--output", files / "a_file"),
     }
     assert set(usage) == commands, "a new command needs its row here"
-    for command, argv in usage.items():
-        assert_one_line(cli(*argv), 2, command)
-
-    ok = cli("rerank", q, g, "-o", out / "d.npy", "--k1", "4", "--k2", "2")
-    assert ok.returncode == 0 and np.load(out / "d.npy").shape == (3, 5), ok.stderr
-    assert cli("info", "baseline_resnet50", "--json").returncode == 0
-
-    nothing = cli("list", "zzz_no_model")
-    assert nothing.returncode == 1 and "Traceback" not in nothing.stderr
+    # One start-up per run, so the independent runs go together.
     offline = dict(ENV, HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", HF_TOKEN="hf_test")
+    *mistakes, ok, info, nothing = cli_many(
+        *usage.values(),
+        ("rerank", q, g, "-o", out / "d.npy", "--k1", "4", "--k2", "2"),
+        ("info", "baseline_resnet50", "--json"),
+        ("list", "zzz_no_model"),
+    )
     push = cli("push", checkpoint, "org/name", env=offline)
+    for command, proc in zip(usage, mistakes):
+        assert_one_line(proc, 2, command)
+
+    assert ok.returncode == 0 and np.load(out / "d.npy").shape == (3, 5), ok.stderr
+    assert info.returncode == 0
+
+    assert nothing.returncode == 1 and "Traceback" not in nothing.stderr
     # A failed job may log what it did first; its last stderr line says why it failed.
     assert push.returncode == 1 and "Traceback" not in push.stderr, push.stderr
     last = push.stderr.strip().splitlines()[-1]

@@ -1,11 +1,14 @@
-"""``--model-arg KEY=VALUE`` on train / eval / extract / info, through the ``fnc-reid`` console script."""
+"""``--model-arg KEY=VALUE`` on train / eval / extract / info.
+
+What each command builds from the arguments goes through the ``fnc-reid`` console script; the checks
+of a bad key or value (one stderr line, exit 2) run ``fnc.cli.main`` in-process, the same code
+without a Python start-up per case.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,12 +24,9 @@ from fnc.cli._model_args import convert_value, parse_model_args
 from fnc.models import model_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import cli, cli_many, in_process  # noqa: E402
 from _train_helpers import write_veri  # noqa: E402
 
-_BESIDE = Path(sys.executable).parent / "fnc-reid"
-EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
-REPO = str(Path(__file__).resolve().parents[1])
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=REPO)
 TINY = [
     "--batch-size",
     "8",
@@ -46,11 +46,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    assert EXE, "the fnc-reid console script is not installed: pip install -e ."
-    return subprocess.run([EXE, *map(str, args)], env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def one_error_line(proc: subprocess.CompletedProcess, command: str) -> str:
@@ -125,8 +120,10 @@ def test_model_arguments_are_the_constructor_s_and_check_create_model():
 
 
 def test_info_builds_with_the_model_args():
-    plain = cli("info", "fnc_resnet50", "--json")
-    shared = cli("info", "fnc_resnet50", "--json", "--model-arg", "separate=false", "--model-arg", "spatial_dim=64")
+    plain, shared = cli_many(
+        ("info", "fnc_resnet50", "--json"),
+        ("info", "fnc_resnet50", "--json", "--model-arg", "separate=false", "--model-arg", "spatial_dim=64"),
+    )
     assert plain.returncode == 0 and shared.returncode == 0, shared.stderr
     a, b = json.loads(plain.stdout), json.loads(shared.stdout)
     assert b["model_args"] == {"separate": False, "spatial_dim": 64} and a["model_args"] == {}
@@ -137,7 +134,7 @@ def test_info_builds_with_the_model_args():
 
 
 @pytest.mark.parametrize("command", ["info", "extract", "eval", "train"])
-def test_an_unknown_key_is_one_line_with_close_matches(command, tmp_path):
+def test_an_unknown_key_is_one_line_with_close_matches(command, tmp_path, capsys):
     args = {
         "info": ["info", "fnc_resnet50"],
         "extract": ["extract", "fnc_resnet50", str(tmp_path), "-o", str(tmp_path / "f.npy"), "--no-pretrained"],
@@ -148,14 +145,14 @@ def test_an_unknown_key_is_one_line_with_close_matches(command, tmp_path):
         write_veri(tmp_path, n_train=1, n_test=2)
     else:
         Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
-    line = one_error_line(cli(*args, "--model-arg", "seperate=false"), command)
+    line = one_error_line(in_process(capsys, *args, "--model-arg", "seperate=false"), command)
     assert "fnc_resnet50 has no argument 'seperate'" in line and "did you mean separate" in line
 
 
-def test_an_unparsable_value_names_key_value_and_type():
-    line = one_error_line(cli("info", "baseline_resnet50", "--model-arg", "non_local=0,2,x,0"), "info")
+def test_an_unparsable_value_names_key_value_and_type(capsys):
+    line = one_error_line(in_process(capsys, "info", "baseline_resnet50", "--model-arg", "non_local=0,2,x,0"), "info")
     assert "non_local=0,2,x,0" in line and "expected comma-separated int values" in line
-    line = one_error_line(cli("info", "fnc_resnet50", "--model-arg", "separate=maybe"), "info")
+    line = one_error_line(in_process(capsys, "info", "fnc_resnet50", "--model-arg", "separate=maybe"), "info")
     assert "separate=maybe" in line and "expected bool" in line
 
 
@@ -185,21 +182,30 @@ def test_extract_with_model_args(tmp_path):
     assert np.load(out).shape == (3, 24)
 
 
-@pytest.mark.parametrize(
-    ("model", "model_args", "recorded"),
-    [
-        ("fnc_resnet50", ["separate=false", "fuse=add"], {"separate": False, "fuse": "add"}),
-        ("baseline_resnet50", ["attention=sab"], {"attention": "sab"}),
-    ],
-)
-def test_ablations_train_from_the_command_line_and_evaluate(tmp_path, model, model_args, recorded):
+ABLATIONS = [
+    # (model, --model-arg values, what the checkpoint's config.json must record)
+    ("fnc_resnet50", ["separate=false", "fuse=add"], {"separate": False, "fuse": "add"}),
+    ("baseline_resnet50", ["attention=sab"], {"attention": "sab"}),
+]
+
+
+def test_ablations_train_from_the_command_line_and_evaluate(tmp_path, capsys):
     data = write_veri(tmp_path / "veri", n_train=1, n_test=2)
-    flags = [a for kv in model_args for a in ("--model-arg", kv)]
-    proc = cli("train", "--model", model, "--data", data, "--output", tmp_path / "run", *TINY, *flags)
-    assert proc.returncode == 0, proc.stderr
-    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
-    assert {k: config[k] for k in recorded} == recorded
-    # The checkpoint's config rebuilds the variant; eval needs no --model-arg.
-    proc = cli("eval", "--checkpoint", tmp_path / "run" / "best", "--data", data, "--json", "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
-    assert 0.0 <= json.loads(proc.stdout.strip().splitlines()[-1])["mAP"] <= 1.0
+    # Both trainings at once, through the script (one start-up each, side by side).
+    runs = cli_many(
+        *(
+            ("train", "--model", model, "--data", data, "--output", tmp_path / model, *TINY)
+            + tuple(a for kv in model_args for a in ("--model-arg", kv))
+            for model, model_args, _ in ABLATIONS
+        )
+    )
+    for (model, _, recorded), proc in zip(ABLATIONS, runs):
+        assert proc.returncode == 0, proc.stderr
+        config = json.loads((tmp_path / model / "best" / "config.json").read_text())
+        assert {k: config[k] for k in recorded} == recorded, model
+        # The checkpoint's config rebuilds the variant; eval needs no --model-arg.
+        proc = in_process(
+            capsys, "eval", "--checkpoint", tmp_path / model / "best", "--data", data, "--json", "--device", "cpu"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert 0.0 <= json.loads(proc.stdout.strip().splitlines()[-1])["mAP"] <= 1.0

@@ -2,13 +2,14 @@
 
 list, info, extract, rerank, push (against the local Hub of conftest.py) and demo: their
 ``--help``, outputs, exit codes, and user mistakes reported as one stderr line, no traceback.
+Each command's real work runs through the script; the checks of its arguments, help text and exit
+codes run ``fnc.cli.main`` in-process (the same code without a Python start-up per case;
+tests/test_bad_inputs.py holds the script's exit code of every command).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,27 +21,10 @@ from PIL import Image
 
 import fnc
 
-# The script pip put beside this interpreter (pytest may run without the venv on PATH), else PATH's.
-_BESIDE = Path(sys.executable).parent / "fnc-reid"
-EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
-# The conftest's HF_ENDPOINT / HF_HOME / HF_HUB_CACHE are in os.environ and so reach the child.
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+sys.path.insert(0, str(Path(__file__).parent))
+from _cli import cli, cli_many, in_process  # noqa: E402
+
 COMMANDS = ["list", "info", "extract", "rerank", "push", "convert", "demo"]
-
-
-def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    assert EXE, "the fnc-reid console script is not installed: pip install -e ."
-    return subprocess.run([EXE, *map(str, args)], env=ENV, capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-def in_process(capsys, *args) -> subprocess.CompletedProcess:
-    """``fnc.cli.main`` in this process: the same code as the script, without a Python start-up."""
-    from fnc.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, command: str, *fragments: str) -> None:
@@ -65,8 +49,8 @@ def images(tmp_path_factory):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_subcommand_has_help(command):
-    proc = cli(command, "--help")
+def test_every_subcommand_has_help(command, capsys):
+    proc = in_process(capsys, command, "--help")
     assert proc.returncode == 0 and proc.stdout.startswith(f"usage: fnc-reid {command}")
     assert "example" in proc.stdout
 
@@ -78,27 +62,27 @@ def test_top_level_help_lists_the_subcommands():
         assert f"    {command} " in proc.stdout
 
 
-def test_list_filters_and_exit_codes():
+def test_list_filters_and_exit_codes(capsys):
     proc = cli("list", "fnc", "--pretrained")
     assert proc.returncode == 0
     assert proc.stdout.split() == fnc.list_models("*fnc*", pretrained=True)
-    proc = cli("list", "bfe_*")
+    proc = in_process(capsys, "list", "bfe_*")
     assert proc.stdout.split() == ["bfe_resnet50", "bfe_se_resnext101"]
-    proc = cli("list", "no_such_model")
+    proc = in_process(capsys, "list", "no_such_model")
     assert proc.returncode == 1 and proc.stdout == "" and "no model matches" in proc.stderr
 
 
-def test_info_text_json_and_unknown_model():
+def test_info_text_json_and_unknown_model(capsys):
     proc = cli("info", "fnc_resnet50")
     assert proc.returncode == 0
     assert "1536-d" in proc.stdout and "3 x 288 x 384" in proc.stdout and "timm/resnet50.tv_in1k" in proc.stdout
-    info = json.loads(cli("info", "bfe_resnet50.in1k", "--json").stdout)
+    info = json.loads(in_process(capsys, "info", "bfe_resnet50.in1k", "--json").stdout)
     model = fnc.create_model("bfe_resnet50")
     assert info["params"] == sum(p.numel() for p in model.parameters())
     assert info["embed_dim"] == 1536 and info["input_size"] == [3, 288, 384]
     assert info["pretrained_tags"][0]["hf_hub_id"] == "timm/resnet50.tv_in1k" and info["pretrained_tags"][0]["license"]
-    assert_user_error(cli("info", "fnc_resnt50"), "info", "fnc_resnet50")
-    assert cli("info").returncode == 2  # argparse: MODEL is required
+    assert_user_error(in_process(capsys, "info", "fnc_resnt50"), "info", "fnc_resnet50")
+    assert in_process(capsys, "info").returncode == 2  # argparse: MODEL is required
 
 
 def test_extract_writes_features_and_row_order(images, tmp_path):
@@ -133,7 +117,9 @@ def test_extract_writes_features_and_row_order(images, tmp_path):
 
 def test_extract_user_mistakes(images, tmp_path, capsys):
     base = ["fnc_resnet50", "--no-pretrained", "--input-size", 32, 32]
-    assert_user_error(cli("extract", *base, tmp_path / "missing", "-o", tmp_path / "f.npy"), "extract", "missing")
+    assert_user_error(
+        in_process(capsys, "extract", *base, tmp_path / "missing", "-o", tmp_path / "f.npy"), "extract", "missing"
+    )
     assert_user_error(
         in_process(capsys, "extract", *base, images / "query", "-o", tmp_path / "f.csv"), "extract", ".npy"
     )
@@ -149,7 +135,7 @@ def test_extract_user_mistakes(images, tmp_path, capsys):
         "extract",
         "--checkpoint",
     )
-    missing_arg = cli("extract", "fnc_resnet50", images / "query")  # argparse: -o is required
+    missing_arg = in_process(capsys, "extract", "fnc_resnet50", images / "query")  # argparse: -o is required
     assert missing_arg.returncode == 2 and "-o/--output" in missing_arg.stderr and "Traceback" not in missing_arg.stderr
 
 
@@ -159,49 +145,26 @@ def test_rerank_single_and_fused(tmp_path):
     q2, g2 = torch.randn(4, 8, generator=g).numpy(), torch.randn(12, 8, generator=g).numpy()
     for name, arr in dict(q1=q1, g1=g1, q2=q2, g2=g2).items():
         np.save(tmp_path / f"{name}.npy", arr)
-    proc = cli(
-        "rerank",
-        tmp_path / "q1.npy",
-        tmp_path / "g1.npy",
-        "-o",
-        tmp_path / "d.npy",
-        "--k1",
-        6,
-        "--k2",
-        3,
-        "--lambda",
-        0.3,
+    q, g = tmp_path / "q1.npy", tmp_path / "g1.npy"
+    # Independent runs, started together (one Python start-up each).
+    single, fused, capped = cli_many(
+        ("rerank", q, g, "-o", tmp_path / "d.npy", "--k1", 6, "--k2", 3, "--lambda", 0.3),
+        ("rerank", q, g, "--fuse", tmp_path / "q2.npy", tmp_path / "g2.npy", "--weights", 1, 0.5)
+        + ("-o", tmp_path / "fused.npy", "--k1", 6, "--k2", 3),
+        # The paper's k1=75 on 16 images: capped, said on stderr, still exit 0.
+        ("rerank", q, g, "-o", tmp_path / "d75.npy"),
     )
-    assert proc.returncode == 0, proc.stderr
+    assert single.returncode == 0, single.stderr
     np.testing.assert_allclose(
         np.load(tmp_path / "d.npy"), fnc.rerank(q1, g1, k1=6, k2=3, lambda_value=0.3), rtol=1e-6, atol=1e-7
     )
 
-    proc = cli(
-        "rerank",
-        tmp_path / "q1.npy",
-        tmp_path / "g1.npy",
-        "--fuse",
-        tmp_path / "q2.npy",
-        tmp_path / "g2.npy",
-        "--weights",
-        1,
-        0.5,
-        "-o",
-        tmp_path / "fused.npy",
-        "--k1",
-        6,
-        "--k2",
-        3,
-    )
-    assert proc.returncode == 0, proc.stderr
+    assert fused.returncode == 0, fused.stderr
     expected = fnc.rerank([q1, q2], [g1, g2], k1=6, k2=3, lambda_value=0.1, weights=[1, 0.5])
     np.testing.assert_allclose(np.load(tmp_path / "fused.npy"), expected, rtol=1e-6, atol=1e-7)
-    assert "2 models fused" in proc.stdout
+    assert "2 models fused" in fused.stdout
 
-    # The paper's k1=75 on 16 images: capped, said on stderr, still exit 0.
-    proc = cli("rerank", tmp_path / "q1.npy", tmp_path / "g1.npy", "-o", tmp_path / "d75.npy")
-    assert proc.returncode == 0 and "k1=15" in proc.stderr
+    assert capped.returncode == 0 and "k1=15" in capped.stderr
 
 
 def test_rerank_user_mistakes(tmp_path, capsys):
@@ -211,7 +174,7 @@ def test_rerank_user_mistakes(tmp_path, capsys):
     np.save(tmp_path / "v.npy", np.zeros(5, np.float32))
     (tmp_path / "t.npy").write_text("not numpy")
     q, g, o = tmp_path / "q.npy", tmp_path / "g.npy", ["-o", tmp_path / "d.npy"]
-    assert_user_error(cli("rerank", q, tmp_path / "none.npy", *o), "rerank", "does not exist")
+    assert_user_error(in_process(capsys, "rerank", q, tmp_path / "none.npy", *o), "rerank", "does not exist")
     for args, fragment in [
         ((q, tmp_path / "g4.npy"), "same model"),
         ((q, tmp_path / "v.npy"), "2-D"),
@@ -239,7 +202,7 @@ def test_push_publishes_a_loadable_checkpoint(hub, tmp_path):
 
 
 def test_push_user_mistakes(tmp_path, capsys):
-    assert_user_error(cli("push", tmp_path / "nothing", "org/name"), "push", "not a checkpoint folder")
+    assert_user_error(in_process(capsys, "push", tmp_path / "nothing", "org/name"), "push", "not a checkpoint folder")
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     assert_user_error(in_process(capsys, "push", tmp_path / "ckpt", "a/b/c"), "push", "org/name")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from safetensors.torch import load_file
 from fnc.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import ENV, script  # noqa: E402
 from _train_helpers import write_csv, write_veri  # noqa: E402
 
 # See test_train.py: settings that learn in a few dozen CPU steps; the defaults stay the paper's.
@@ -67,7 +67,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-SUBPROCESS_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
 @pytest.fixture(autouse=True)
@@ -142,10 +141,6 @@ def test_cli_training_raises_map(tmp_path, capsys):
     assert (out / "last" / "training_state.safetensors").is_file()
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fnc.cli", *args]
-
-
 def _epoch_of(last: Path) -> int | None:
     try:
         return json.loads((last / "trainer_state.json").read_text())["epoch"]
@@ -158,15 +153,15 @@ def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     train = ["train", "--data", spec, "--epochs", "2", *TINY]
     # The uninterrupted run and the one to kill run side by side, to overlap their start-up.
     straight = subprocess.Popen(
-        _cli(*train, "--output", str(tmp_path / "a")),
-        env=SUBPROCESS_ENV,
+        script(*train, "--output", str(tmp_path / "a")),
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     proc = subprocess.Popen(
-        _cli(*train, "--output", str(tmp_path / "b")),
-        env=SUBPROCESS_ENV,
+        script(*train, "--output", str(tmp_path / "b")),
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -184,7 +179,7 @@ def test_sigkill_then_resume_ends_on_the_same_weights(tmp_path):
     assert straight.returncode == 0, straight_err
 
     resumed = subprocess.run(
-        _cli(*train, "--output", str(tmp_path / "b"), "--resume"), env=SUBPROCESS_ENV, capture_output=True, text=True
+        script(*train, "--output", str(tmp_path / "b"), "--resume"), env=ENV, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {last} at epoch 1/2" in resumed.stderr

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,9 +23,8 @@ from safetensors.torch import load_file
 import fnc
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _ddp import run_one_and_two_processes  # noqa: E402
 from _train_helpers import write_veri  # noqa: E402
-
-WORKER = str(Path(__file__).parent / "_ddp_worker.py")
 
 
 @contextlib.contextmanager
@@ -41,46 +37,9 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(old)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_ddp_equals_one_process(tmp_path):
     spec = write_veri(tmp_path / "data", n_train=1)  # 12 ids x 3 images: 3 global batches of 4 ids x 2
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    # Both launched at once, to overlap their start-up.
-    single = subprocess.Popen(
-        [sys.executable, WORKER, spec, str(tmp_path / "one")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ddp = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            WORKER,
-            spec,
-            str(tmp_path / "two"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    _, single_err = single.communicate(timeout=300)
-    assert single.returncode == 0, single_err
+    run_one_and_two_processes(spec, tmp_path / "one", tmp_path / "two")
 
     one = json.loads((tmp_path / "one" / "last" / "trainer_state.json").read_text())
     two = json.loads((tmp_path / "two" / "last" / "trainer_state.json").read_text())

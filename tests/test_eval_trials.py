@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,19 +15,11 @@ from fnc.evaluation import evaluate_model, evaluate_trials
 from fnc.models import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import cli, in_process  # noqa: E402
 from _train_helpers import TEST_IDS, write_vehicleid, write_veri  # noqa: E402
 
-_BESIDE = Path(sys.executable).parent / "fnc-reid"
-EXE = str(_BESIDE) if _BESIDE.is_file() else shutil.which("fnc-reid")
-REPO = str(Path(__file__).resolve().parents[1])
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=REPO)
 KEYS = ("mAP", "rank1", "rank5", "rank10", "mINP")
 MODEL = ["--model", "baseline_resnet50", "--no-pretrained", "--input-size", "32", "32", "--device", "cpu"]
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    assert EXE, "the fnc-reid console script is not installed: pip install -e ."
-    return subprocess.run([EXE, *map(str, args)], env=ENV, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +77,10 @@ def test_eval_trials_json_through_the_console_script(vehicleid, model):
     assert "std" in proc.stdout
 
 
-def test_eval_trials_with_rerank_keeps_the_plain_numbers(vehicleid):
-    proc = cli(
+def test_eval_trials_with_rerank_keeps_the_plain_numbers(vehicleid, capsys):
+    # In-process: the console script's --trials run is the test above.
+    proc = in_process(
+        capsys,
         "eval",
         *MODEL,
         "--data",
@@ -116,9 +107,9 @@ def test_eval_trials_with_rerank_keeps_the_plain_numbers(vehicleid):
         (["--trials", "10"], ["--trials applies to vehicleid data", "not 'veri'"]),
     ],
 )
-def test_options_of_other_formats_are_usage_errors(tmp_path, extra, fragments):
+def test_options_of_other_formats_are_usage_errors(tmp_path, capsys, extra, fragments):
     data = write_veri(tmp_path, n_train=1, n_test=2)
-    proc = cli("eval", *MODEL, "--data", data, *extra)
+    proc = in_process(capsys, "eval", *MODEL, "--data", data, *extra)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("fnc-reid eval: error: ")
@@ -126,9 +117,9 @@ def test_options_of_other_formats_are_usage_errors(tmp_path, extra, fragments):
         assert fragment in line
 
 
-def test_absent_test_size_names_those_that_exist(vehicleid):
-    proc = cli("eval", *MODEL, "--data", vehicleid, "--test-size", "2400", "--trials", "2")
+def test_absent_test_size_names_those_that_exist(vehicleid, capsys):
+    proc = in_process(capsys, "eval", *MODEL, "--data", vehicleid, "--test-size", "2400", "--trials", "2")
     assert proc.returncode == 2, proc.stderr
     assert "test_list_2400.txt" in proc.stderr and "test_size=800" in proc.stderr
-    proc = cli("eval", *MODEL, "--data", vehicleid, "--trials", "0")
+    proc = in_process(capsys, "eval", *MODEL, "--data", vehicleid, "--trials", "0")
     assert proc.returncode == 2 and "--trials must be >= 1" in proc.stderr

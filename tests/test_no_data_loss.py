@@ -30,6 +30,7 @@ from fnc.engine.checkpoint import recover_checkpoint, save_training_folder
 from fnc.engine.outputs import OutputExistsError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import in_process  # noqa: E402
 from _train_helpers import write_veri  # noqa: E402
 
 _BESIDE = Path(sys.executable).parent / "fnc-reid"
@@ -127,10 +128,11 @@ def test_save_into_an_unrelated_folder_is_refused_even_late(tmp_path):
     assert tree(tmp_path) == before
 
 
-def test_cli_train_refuses_an_unrelated_best_folder(tmp_path, veri):
+def test_cli_train_refuses_an_unrelated_best_folder(tmp_path, veri, capsys):
     _user_best(tmp_path / "run")
     before = tree(tmp_path)
-    proc = cli(
+    proc = in_process(
+        capsys,
         "train",
         "--model",
         "baseline_resnet50",
@@ -175,7 +177,7 @@ def test_recovery_removes_an_interrupted_best_write(tmp_path, veri):
 
 
 @pytest.mark.parametrize("existing", ["name_test.txt", "name_test.npy", "both"])
-def test_extract_never_overwrites_without_overwrite(tmp_path, images, existing):
+def test_extract_never_overwrites_without_overwrite(tmp_path, images, capsys, existing):
     # A CityFlow root: `-o name_test.npy` must not destroy the official name_test.txt.
     root = tmp_path / "AIC20_ReID"
     root.mkdir()
@@ -196,11 +198,13 @@ def test_extract_never_overwrites_without_overwrite(tmp_path, images, existing):
         32,
         "--quiet",
     ]
-    proc = cli(*base)
+    # In-process, the same code as the script without its start-up; "both" runs the script itself.
+    run = cli if existing == "both" else lambda *args: in_process(capsys, *args)
+    proc = run(*base)
     assert_one_line_error(proc, "extract", *(str(root / n) for n in names), "--overwrite")
     assert tree(tmp_path) == before
     # --overwrite replaces exactly the two files extract writes, nothing else.
-    proc = cli(*base, "--overwrite")
+    proc = run(*base, "--overwrite")
     assert proc.returncode == 0, proc.stderr
     after = tree(tmp_path)
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}

@@ -24,6 +24,7 @@ from PIL import Image
 from test_fastreid_parity import (
     CASES,
     NUM_CLASSES,
+    R50_CASES,
     _fastreid_cfg,
     _images,
     _max_rel,
@@ -109,6 +110,7 @@ def _fastreid_preprocess(files, size) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
+@pytest.mark.parametrize("written", R50_CASES, indirect=True)
 def test_extract_on_files_matches_fastreid_preprocessing(written, fnc_cache, tmp_path):
     arch, ref, path, size = written
     rng = np.random.default_rng(3)
@@ -291,6 +293,7 @@ def test_url_pickle_that_runs_code_is_refused_unrun(server, tag_at, fnc_cache, t
     assert not list(fnc_cache.rglob("*.safetensors"))
 
 
+@pytest.mark.parametrize("written", ["baseline_resnet50_ibn"], indirect=True)  # any file: only its bytes are cut
 def test_truncated_file(written, tmp_path, fnc_cache):
     _, _, path, _ = written
     cut = tmp_path / "cut.pth"
@@ -311,6 +314,7 @@ def test_checkpoint_of_another_architecture_lists_keys(written, fnc_cache):
         fnc.create_model("baseline_resnet101_ibn", checkpoint_path=path)
 
 
+@pytest.mark.parametrize("written", R50_CASES, indirect=True)
 def test_pixel_mean_unlike_the_cfg_is_an_error(written, tmp_path, fnc_cache):
     _, _, path, _ = written
     data = torch.load(path, map_location="cpu", weights_only=True)

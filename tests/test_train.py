@@ -267,7 +267,8 @@ def test_resume_with_another_num_workers_ends_on_the_same_weights(tmp_path):
     # README: a resumed run ends on the same weights as an uninterrupted one, and num_workers is
     # free to change on resume. Augmentation on (flip, pad + crop, erasing: the defaults), so the
     # image loading processes' RNGs would matter if augmentations were drawn from them.
-    data = dataclasses.replace(read_dataset(write_veri(tmp_path / "veri", n_train=2)), query=[], gallery=[])
+    # 12 ids x 3 images: 3 batches per epoch, so both loader processes of the resumed epoch load one.
+    data = dataclasses.replace(read_dataset(write_veri(tmp_path / "veri", n_train=1)), query=[], gallery=[])
     run = dict(TINY, eval_every=0)
 
     def trained(out: Path, epochs: int, workers: int, resume: bool = False) -> Trainer:

@@ -15,6 +15,7 @@ from fnc.engine import TrainConfig, Trainer
 from fnc.losses import BranchCenterLoss, ReIDLoss, WithCenterLoss
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _ddp import run_one_and_two_processes  # noqa: E402
 from _train_helpers import write_veri  # noqa: E402
 
 TINY = dict(batch_size=8, num_instances=2, input_size=(32, 32), num_workers=0, progress=False, eval_every=0)
@@ -102,49 +103,10 @@ def test_center_flags_come_from_the_recipe_metadata(capsys):
 
 def test_ddp_centres_equal_one_process(tmp_path):
     """Two gloo processes and one process end on the same centres (tests/_ddp_worker.py, float64)."""
-    import os
-    import socket
-    import subprocess
-
     from safetensors.torch import load_file
 
-    worker = str(Path(__file__).parent / "_ddp_worker.py")
     spec = write_veri(tmp_path / "data", n_train=1)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    single = subprocess.Popen(
-        [sys.executable, worker, spec, str(tmp_path / "one"), "0.0005"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ddp = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(port),
-            worker,
-            spec,
-            str(tmp_path / "two"),
-            "0.0005",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    _, err = single.communicate(timeout=300)
-    assert single.returncode == 0, err
+    run_one_and_two_processes(spec, tmp_path / "one", tmp_path / "two", "0.0005")
     one = load_file(str(tmp_path / "one" / "last" / "training_state.safetensors"))
     two = load_file(str(tmp_path / "two" / "last" / "training_state.safetensors"))
     keys = [k for k in one if k.startswith("state.criterion.") and k.endswith(".centers")]

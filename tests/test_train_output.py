@@ -29,9 +29,9 @@ from fnc.engine.progress import EpochProgress
 from fnc.viz.curves import PALETTE, line_chart, training_curves
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import REPO, cli  # noqa: E402
 from _train_helpers import write_veri  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--model",
     "baseline_resnet50",
@@ -73,10 +73,7 @@ def tiny_veri(tmp_path_factory) -> str:
 
 def _train(*args: str) -> subprocess.CompletedProcess:
     """``fnc-reid train`` as a user runs it, output piped (no TTY)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    exe = Path(sys.executable).with_name("fnc-reid")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "fnc.cli"]
-    return subprocess.run([*cmd, "train", *args], capture_output=True, text=True, env=env, timeout=600, check=False)
+    return cli("train", *args)
 
 
 def test_console_script_run_writes_metrics_curves_and_a_readable_log(tmp_path, tiny_veri):
@@ -226,7 +223,7 @@ def test_worker_default_follows_the_affinity_mask():
         capture_output=True,
         text=True,
         check=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=dict(os.environ, PYTHONPATH=REPO),
         preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
     )
     assert one_cpu.stdout.strip() == "1"
