@@ -35,6 +35,12 @@ def pytest_configure(config: pytest.Config) -> None:
             "huggingface_hub was imported before tests/conftest.py could point HF_ENDPOINT at the "
             "local test Hub; do not import it (or fnc) from a pytest plugin"
         )
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Torch's threads slow down badly when other processes share the cores: each worker
+        # takes its share. Set before any test module imports torch, which reads it then.
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cpus // workers))
     tmp = tempfile.mkdtemp(prefix="fnc-hub-tests-")
     hub = MiniHub(data_dir=os.path.join(tmp, "server")).start()
     os.environ.update(
