@@ -157,3 +157,18 @@ def write_vehicleid(root: Path, n_train: int = 2, n_test: int = 3, size: int = S
     for name, lines in lists.items():
         (root / "train_test_split" / name).write_text("".join(lines))
     return f"vehicleid:{root}"
+
+
+# The smallest CPU training run the CLI tests share (each adds what its test is about).
+TINY_TRAIN = [
+    "--batch-size",
+    "8",
+    "--num-instances",
+    "2",
+    "--input-size",
+    "32",
+    "32",
+    "--no-pretrained",
+    "--device",
+    "cpu",
+]

@@ -25,27 +25,9 @@ from fnc.models import model_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cli import cli, cli_many, in_process  # noqa: E402
-from _train_helpers import write_veri  # noqa: E402
+from _train_helpers import TINY_TRAIN, write_veri  # noqa: E402
 
-TINY = [
-    "--batch-size",
-    "8",
-    "--num-instances",
-    "2",
-    "--input-size",
-    "32",
-    "32",
-    "--epochs",
-    "1",
-    "--num-workers",
-    "0",
-    "--eval-every",
-    "0",
-    "--no-progress",
-    "--no-pretrained",
-    "--device",
-    "cpu",
-]
+TINY = [*TINY_TRAIN, "--epochs", "1", "--num-workers", "0", "--eval-every", "0", "--no-progress"]
 
 
 def one_error_line(proc: subprocess.CompletedProcess, command: str) -> str:

@@ -17,7 +17,7 @@ from fnc.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cli import ENV, script  # noqa: E402
-from _train_helpers import write_csv, write_veri  # noqa: E402
+from _train_helpers import TINY_TRAIN, write_csv, write_veri  # noqa: E402
 
 # See test_train.py: settings that learn in a few dozen CPU steps; the defaults stay the paper's.
 FAST = [
@@ -48,25 +48,7 @@ FAST = [
     "--no-progress",
     "--no-pretrained",
 ]
-TINY = [
-    "--model",
-    "baseline_resnet50",
-    "--batch-size",
-    "8",
-    "--num-instances",
-    "2",
-    "--input-size",
-    "32",
-    "32",
-    "--num-workers",
-    "0",
-    "--eval-every",
-    "0",
-    "--no-progress",
-    "--no-pretrained",
-    "--device",
-    "cpu",
-]
+TINY = [*TINY_TRAIN, "--model", "baseline_resnet50", "--num-workers", "0", "--eval-every", "0", "--no-progress"]
 
 
 @pytest.fixture(autouse=True)

@@ -97,18 +97,25 @@ def _near_ties(nq: int, ng: int, seed: int, scale: float):
     return x[:nq], x[nq:]
 
 
+def _assert_matches_reference(q: np.ndarray, g: np.ndarray, fused: bool, chunk_size: int) -> None:
+    """``rerank`` at k1=20, k2=6, lambda=0.3 equals the stable reference; fused: the same
+    features twice with weights 1 and 0.5, i.e. the distances times 1.5."""
+    blocks = _blocks(q, g)
+    if fused:
+        ref = stable_reference_re_ranking()(*[1.5 * b for b in blocks], 20, 6, 0.3)
+        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, lambda_value=0.3, chunk_size=chunk_size)
+    else:
+        ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
+        out = rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=chunk_size)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("scale", [1e-6, 1e-4])
 @pytest.mark.parametrize("fused", [False, True])
 def test_near_ties(scale, fused):
     q, g = _near_ties(15, 120, seed=int(scale * 1e6) + fused, scale=scale)
     blocks = _blocks(q, g)
-    if fused:
-        ref = stable_reference_re_ranking()(*[1.5 * b for b in blocks], 20, 6, 0.3)
-        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, lambda_value=0.3, chunk_size=40)
-    else:
-        ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
-        out = rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=40)
-    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+    _assert_matches_reference(q, g, fused, chunk_size=40)
     np.testing.assert_allclose(
         re_ranking(*blocks, 20, 6, 0.3), stable_reference_re_ranking()(*blocks, 20, 6, 0.3), atol=ATOL, rtol=0
     )
@@ -234,15 +241,7 @@ def test_features_far_from_the_origin(fused):
     expansion |a|^2 + |b|^2 - 2 a.b would lose the distances to cancellation (it gave 1e-5
     errors on two points); centring keeps the values exact."""
     q, g, _ = _hard(12, 150, 32, 3.0, seed=9, ids=10)
-    q, g = q + np.float32(40.0), g + np.float32(40.0)
-    blocks = _blocks(q, g)
-    if fused:
-        ref = stable_reference_re_ranking()(*[1.5 * b for b in blocks], 20, 6, 0.3)
-        out = rerank([q, q], [g, g], weights=[1.0, 0.5], k1=20, k2=6, lambda_value=0.3, chunk_size=50)
-    else:
-        ref = stable_reference_re_ranking()(*blocks, 20, 6, 0.3)
-        out = rerank(q, g, k1=20, k2=6, lambda_value=0.3, chunk_size=50)
-    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+    _assert_matches_reference(q + np.float32(40.0), g + np.float32(40.0), fused, chunk_size=50)
 
 
 # --- the package is callable ------------------------------------------------------------

@@ -30,26 +30,10 @@ from fnc.viz.curves import PALETTE, line_chart, training_curves
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cli import REPO, cli  # noqa: E402
-from _train_helpers import write_veri  # noqa: E402
+from _train_helpers import TINY_TRAIN, write_veri  # noqa: E402
 
-TINY = [
-    "--model",
-    "baseline_resnet50",
-    "--batch-size",
-    "8",
-    "--num-instances",
-    "2",
-    "--input-size",
-    "32",
-    "32",
-    "--eval-every",
-    "1",
-    "--no-pretrained",
-    "--device",
-    "cpu",
-    "--seed",
-    "3",
-]
+# No --no-progress and no --num-workers: these tests are about the log and the worker default.
+TINY = [*TINY_TRAIN, "--model", "baseline_resnet50", "--eval-every", "1", "--seed", "3"]
 TRAIN_KEYS = {"epoch", "loss", "loss_id", "loss_triplet", "lr", "images_per_s", "epoch_time_s", "steps"}
 EVAL_KEYS = {"mAP", "rank1", "rank5", "rank10", "mINP", "eval_time_s"}
 # The trainer's line at the end of each epoch.

@@ -42,10 +42,10 @@ _U_BF16 = 2.0**-8
 # (about 4x a float32 GEMM) whose values only select candidates; see _ScreenBand.
 _SCREEN = True
 # Candidates kept per row beyond k1 + 1 when screening. A screened value may be off by its band
-# (about 0.008 near a row's neighbours for unit-norm 1536-d features, see _ScreenBand), so the
-# buffer must reach that far beyond the k1 + 1-th: about 110 columns (140 at most) on the
-# hardest benchmark features (noise 4, plain mAP 0.24). A row that needs more is not dropped:
-# its bound fails and it takes the full-row path (no row did at 1052 x 18,290, noise 1 to 4).
+# (0.0077 at a row's k1 + 1-th for unit-norm 1536-d features, see _ScreenBand), so the buffer
+# must reach that far beyond it: 35 columns (57 at most) on 1000 rows of the hardest benchmark
+# features (noise 4, plain mAP 0.24); 120 leaves twice that. A row that needs more is not
+# dropped: its bound fails and it takes the full-row path (no row did at 1052 x 18,290, noise 1-4).
 _SCREEN_MARGIN = 120
 # Largest values kept per row when screening, in units of _MAX_KEEP: the maximum's band holds a
 # few columns; a row with more takes its maximum from its full float32 row.
@@ -476,7 +476,7 @@ class _FeatureSearch:
 
     - column candidates: from each earlier block, the ``_column_k`` nearest of that block, and
       in ``lb`` the smallest value a block left out (a lower bound on everything not kept);
-    - its ``_MAX_KEEP`` largest values and their columns, from which the exact maximum follows.
+    - its ``max_keep`` largest values and their columns, from which the exact maximum follows.
     """
 
     def __init__(self, xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk: int) -> None:
