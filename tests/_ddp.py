@@ -18,6 +18,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _first_failure(stderr: str) -> str:
+    """torchrun's stderr cut to what explains a failure: the failing rank's own lines come first.
+
+    The tail alone is the launcher's summary and the other rank's "connection closed" traceback.
+    """
+    rank0 = [line for line in stderr.splitlines() if line.startswith("[rank0]")]
+    return "\n".join(rank0[-60:]) + "\n--- tail ---\n" + stderr[-2000:]
+
+
 def run_one_and_two_processes(spec: str, one: Path, two: Path, *worker_args: str) -> None:
     """Train ``spec`` into ``one`` (one process) and ``two`` (torchrun, 2 ranks); fail with their stderr."""
     # Both launched at once, to overlap their start-up.
@@ -37,5 +46,5 @@ def run_one_and_two_processes(spec: str, one: Path, two: Path, *worker_args: str
         timeout=300,
     )
     _, single_err = single.communicate(timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.returncode == 0, _first_failure(ddp.stderr)
     assert single.returncode == 0, single_err

@@ -63,6 +63,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_STATE.pop("tmp", ""), ignore_errors=True)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_module_tmp(request, tmp_path_factory):
+    """Delete what a test file's fixtures wrote under the base temp folder once the file is done.
+
+    pyproject's tmp_path_retention_policy already drops a passed test's own tmp_path; module
+    fixtures (trained runs, exported models) would otherwise stay until the session ends and add
+    up to several GB of checkpoints, and a full CI disk makes unrelated writes fail. A fixture
+    defined in a test file is visible to that file only, and a worker runs one file at a time
+    (``--dist loadfile``), so what appeared during the file is the file's. Kept when one of its
+    tests failed, to be looked at.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for path in set(base.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def hub() -> MiniHub:
     """The running local Hub (``hub.endpoint``, ``hub.requests``, ``hub.seed``)."""

@@ -8,6 +8,9 @@ the initial weights, scaled by its size, so that a run that barely moved cannot 
 Augmentation is off because each process draws its own random augmentations. The runs are in
 float64 (see ``_ddp_worker.py``): in float32, rounding differences alone grow to percent-level
 loss differences within three steps of a from-scratch ResNet, which would hide a real bug.
+The centre loss is on (weight 5e-4), so the same launch also checks that the centres, which live
+outside DDP, are broadcast and all-reduced: one launch for both, because every launch writes three
+float64 ResNet-50 checkpoints (~1.8 GB) and costs ~25 CPU-seconds a process.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ def _default_dtype(dtype: torch.dtype):
 
 def test_two_process_ddp_equals_one_process(tmp_path):
     spec = write_veri(tmp_path / "data", n_train=1)  # 12 ids x 3 images: 3 global batches of 4 ids x 2
-    run_one_and_two_processes(spec, tmp_path / "one", tmp_path / "two")
+    run_one_and_two_processes(spec, tmp_path / "one", tmp_path / "two", "0.0005")
 
     one = json.loads((tmp_path / "one" / "last" / "trainer_state.json").read_text())
     two = json.loads((tmp_path / "two" / "last" / "trainer_state.json").read_text())
     assert two["world_size"] == 2 and one["history"][0]["steps"] == two["history"][0]["steps"] == 3
     # The logged loss is the global batch's on every rank.
     assert abs(one["history"][0]["loss"] - two["history"][0]["loss"]) < 1e-9 * one["history"][0]["loss"]
+    assert abs(one["history"][0]["center"] - two["history"][0]["center"]) < 1e-9 * one["history"][0]["center"]
 
     torch.manual_seed(0)  # as the worker does: the same initial weights
     with _default_dtype(torch.float64):
@@ -66,3 +70,13 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     # Every float tensor moved but the BNNeck's bias (frozen at 0): the comparison is not vacuous.
     assert set(floats) - set(ratios) == {"bnneck.bn.bias"}
     assert max(ratios.values()) < 1e-6, sorted(ratios.items(), key=lambda kv: -kv[1])[:5]
+
+    # The centres: float64 rounding of the forward pass, not a different optimisation
+    # (unsynchronised centres start apart by O(1)). Measured: 3e-9 on centres of size ~2.
+    s1 = load_file(str(tmp_path / "one" / "last" / "training_state.safetensors"))
+    s2 = load_file(str(tmp_path / "two" / "last" / "training_state.safetensors"))
+    centres = [k for k in s1 if k.startswith("state.criterion.") and k.endswith(".centers")]
+    assert centres and set(centres) <= set(s2)
+    for key in centres:
+        diff = (s1[key] - s2[key]).abs().max().item()
+        assert diff < 1e-7 * s1[key].abs().max().item(), (key, diff)
