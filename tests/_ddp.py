@@ -19,12 +19,14 @@ def _free_port() -> int:
 
 
 def _first_failure(stderr: str) -> str:
-    """torchrun's stderr cut to what explains a failure: the failing rank's own lines come first.
+    """torchrun's stderr cut to what explains a failure: its start and its end.
 
-    The tail alone is the launcher's summary and the other rank's "connection closed" traceback.
+    The first rank to fail writes its traceback first; the end is the launcher's summary. The end
+    alone would show only the other rank's "connection closed" and the summary.
     """
-    rank0 = [line for line in stderr.splitlines() if line.startswith("[rank0]")]
-    return "\n".join(rank0[-60:]) + "\n--- tail ---\n" + stderr[-2000:]
+    if len(stderr) <= 6000:
+        return stderr
+    return stderr[:4000] + "\n[...]\n" + stderr[-2000:]
 
 
 def run_one_and_two_processes(spec: str, one: Path, two: Path, *worker_args: str) -> None:
