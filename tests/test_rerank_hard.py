@@ -224,15 +224,41 @@ def test_screened_equals_unscreened_and_reference(monkeypatch, noise):
 
 
 @_bf16
-def test_screened_buffers_too_short_fall_back(monkeypatch):
+@pytest.mark.parametrize("defer_rows", [1, 7, 256])
+def test_screened_buffers_too_short_fall_back(monkeypatch, defer_rows):
     """With no screening margin and one kept maximum candidate most screened rows cannot be
-    certified and take the full-row paths; the result is unchanged."""
+    certified and take the full-row paths; the result is unchanged. Rows waiting for their
+    maximum are settled block by block (1), in batches that split a block's rows (7), or all
+    at the end of the pass (256)."""
+    monkeypatch.setattr(_nb, "_DEFER_ROWS", defer_rows)
     monkeypatch.setattr(_nb, "_SCREEN_MARGIN", 0)
     monkeypatch.setattr(_nb, "_SCREEN_KEEP", 1)
     monkeypatch.setattr(_nb, "_MAX_KEEP", 1)
     q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
     ref = stable_reference_re_ranking()(*_blocks(q, g), 30, 6, 0.1)
     np.testing.assert_allclose(rerank(q, g, k1=30, k2=6, lambda_value=0.1, chunk_size=40), ref, atol=ATOL, rtol=0)
+
+
+@_bf16
+@pytest.mark.parametrize("defer_rows", [1, 7, 256])
+def test_waiting_rows_get_their_exact_maximum(monkeypatch, defer_rows):
+    """Screened rows whose kept largest value cannot be certified wait for their maximum; when
+    settled (block by block, in batches, or at the end of the pass) it is the exact one.
+
+    Six far points differ by ~1e-3 per coordinate, less than bfloat16 can tell apart: one kept
+    value per row makes every screened row wait, and its provisional maximum (the screened
+    largest) is often the wrong point, ~4e-4 off.
+    """
+    monkeypatch.setattr(_nb, "_DEFER_ROWS", defer_rows)
+    monkeypatch.setattr(_nb, "_SCREEN_KEEP", 1)
+    monkeypatch.setattr(_nb, "_MAX_KEEP", 1)
+    q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
+    far = 5.0 + 1e-3 * np.random.default_rng(3).standard_normal((6, 64))
+    x = torch.from_numpy(np.concatenate([q, g, far]).astype(np.float32))
+    search = _nb._FeatureSearch([x.clone()], [1.0], 20, 30, 6, 40)
+    search.run()
+    exact = torch.cdist(x.double(), x.double()).square().amax(1)
+    np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("fused", [False, True])

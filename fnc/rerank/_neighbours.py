@@ -36,6 +36,11 @@ _EXACT_BUDGET = 1 << 18
 _MAX_KEEP = 4
 # Rows whose maximum is computed from their full float64 row at a time.
 _FULL_ROWS = 64
+# Screened rows whose kept largest values cannot single out their maximum wait until this many
+# have gathered, then take it from their full float32 rows together: one pass over the features
+# for all of them. One at a time, each pass reads every feature row for a few rows' dot products
+# (at 1000 x 100,000: ~500 rows, 264 passes of 600 MB, 19 s of 136).
+_DEFER_ROWS = 256
 # bfloat16 unit roundoff (8 significand bits, round to nearest even).
 _U_BF16 = 2.0**-8
 # Screening: on CPUs with native bfloat16 dot products the gallery blocks are bfloat16 GEMMs
@@ -514,6 +519,9 @@ class _FeatureSearch:
         self.nval = torch.empty(n, self.k_keep, dtype=torch.float32, device=device)
         self.qg = torch.empty(nq, n - nq, dtype=torch.float32, device=device)
         self.row_max = torch.empty(n, dtype=torch.float32, device=device)
+        # Blocks whose lists wait for rows' maxima (see _settle_deferred), and those rows.
+        self._deferred: list[tuple[Tensor, Tensor, int, int, bool]] = []
+        self._waiting: list[Tensor] = []
 
     # --- the pass ------------------------------------------------------------------------
 
@@ -527,11 +535,34 @@ class _FeatureSearch:
             self._keep_largest(s, r0, r1)
             if r1 < self.n:
                 self._push_columns(s[:, r1 - r0 :], r0, r1, screened)
-            self._set_row_max(r0, r1, screened)
+            waiting = self._set_row_max(r0, r1, screened)
             self._store_query_block(s, r0, r1)
             del s
-            self._finalise_block(cv, ci, r0, r1, screened)
+            if waiting.numel():
+                # Nothing later in the pass reads this block's lists: they can wait for the
+                # rows' maxima, which the next batch of full rows settles.
+                self._deferred.append((cv, ci, r0, r1, screened))
+                self._waiting.append(waiting)
+                if sum(w.numel() for w in self._waiting) >= _DEFER_ROWS:
+                    self._settle_deferred()
+            else:
+                self._finalise_block(cv, ci, r0, r1, screened)
+        self._settle_deferred()
         return self._neighbours()
+
+    def _settle_deferred(self) -> None:
+        """Maxima of the waiting rows from their full rows, then the waiting blocks' lists."""
+        if not self._waiting:
+            return
+        rows = torch.cat(self._waiting)
+        for a in range(0, rows.numel(), _DEFER_ROWS):
+            u = rows[a : a + _DEFER_ROWS]
+            key = self.f.key(self._full_row_max(u))
+            _check_row_max(key, 0, "stacked distance")
+            self.row_max[u] = key
+        for block in self._deferred:
+            self._finalise_block(*block)
+        self._deferred, self._waiting = [], []
 
     def _row_candidates(self, s: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
         """The ``k_buf`` smallest of each row's own block and its stored column candidates."""
@@ -586,7 +617,7 @@ class _FeatureSearch:
         self.cand_i[r1:, off : off + kc] = t.indices.T + r0
         self.off = off + kc
 
-    def _set_row_max(self, r0: int, r1: int, screened: bool) -> None:
+    def _set_row_max(self, r0: int, r1: int, screened: bool) -> Tensor:
         """``max_j float32(D[i, j] ** 2)`` exactly, for the block's (now complete) rows.
 
         The maximum divides the whole row, so an error in it cannot reorder the row, but it can
@@ -596,8 +627,13 @@ class _FeatureSearch:
         twice the error radius of the largest is among the kept, or the row's maximum is taken
         from its full row (float32, then float64 for the columns near its largest). A screened
         row first confirms its kept columns in float32.
+
+        Returns the rows of a screened block whose maximum needs their full row: it is set by
+        :meth:`_settle_deferred`, for many rows at once. (A query block's values go into the
+        output now, so its rows are settled here.)
         """
         f = self.f
+        waiting = torch.empty(0, dtype=torch.long, device=self.device)
         if f.single:
             rows = torch.arange(r0, r1, device=self.device)
             rows_s = slice(r0, r1)
@@ -607,22 +643,35 @@ class _FeatureSearch:
             # Everything not kept is at most the last kept value plus its band.
             high = top[:, -1] + f.band(rows_s, top[:, -1], screened)
             unsure = ((cols[:, -1] >= 0) & (high >= top[:, 0] - f.band(rows_s, top[:, 0], screened))).nonzero()
-            unsure = unsure.squeeze(1)
-            for a in range(0, unsure.numel(), _FULL_ROWS):
-                u = rows[unsure[a : a + _FULL_ROWS]]
-                t = torch.topk(f.rows32(u), min(self.max_keep, self.n), dim=1)
-                rad = f.radius(u)
-                if bool((t.values[:, -1] >= t.values[:, 0] - 2 * rad).any()) and self.max_keep < self.n:
-                    # Even the full float32 row cannot single out its largest (many equal far
-                    # points): float64 over the whole row.
-                    mx[u - r0] = f.exact_rows(u).amax(1)
-                else:
-                    mx[u - r0] = self._exact_max(u, t.indices, t.values)
+            unsure = rows[unsure.squeeze(1)]
+            if screened:
+                # Their kept columns' maximum stands in (a lower bound) until they are settled.
+                waiting = unsure
+            else:
+                for a in range(0, unsure.numel(), _DEFER_ROWS):
+                    u = unsure[a : a + _DEFER_ROWS]
+                    mx[u - r0] = self._full_row_max(u)
         else:
             mx = self.top_v[r0:r1, 0].to(torch.float64)
         key = f.key(mx)
         _check_row_max(key, r0, "stacked distance")
         self.row_max[r0:r1] = key
+        return waiting
+
+    def _full_row_max(self, rows: Tensor) -> Tensor:
+        """float64 maximum of whole rows (one model): their float32 rows, then the columns near
+        each row's largest in float64."""
+        f = self.f
+        t = torch.topk(f.rows32(rows), min(self.max_keep, self.n), dim=1)
+        mx = self._exact_max(rows, t.indices, t.values)
+        if self.max_keep < self.n:
+            # Even the full float32 row cannot single out its largest (many equal far points):
+            # float64 over the whole row.
+            flat = (t.values[:, -1] >= t.values[:, 0] - 2 * f.radius(rows)).nonzero().squeeze(1)
+            for a in range(0, flat.numel(), _FULL_ROWS):
+                p = flat[a : a + _FULL_ROWS]
+                mx[p] = f.exact_rows(rows[p]).amax(1)
+        return mx
 
     def _exact_max(self, rows: Tensor, cols: Tensor, v: Tensor) -> Tensor:
         """float64 maximum of each row over the columns whose float32 value ``v`` is within twice
