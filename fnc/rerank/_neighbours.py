@@ -249,10 +249,43 @@ def matrix_neighbours(q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, chunk_size
     return Neighbours(nbr=nbr, nval=nval, qg=qg, pair_values=pair_values)
 
 
+class Stacked:
+    """Query rows then gallery rows of one model, read where they are: a stack without a copy.
+
+    Only what the search reads of its inputs: ``shape``, ``dtype``, ``device``, row gathers
+    (``index_select(0, idx)`` and ``x[idx]`` with an index tensor). The stacked copy would be one
+    more feature matrix in memory for the whole pass (600 MB at 1000 x 100,000 x 1536 float32).
+
+    >>> x = Stacked(torch.zeros(2, 3), torch.ones(4, 3))
+    >>> x.shape, x[torch.tensor([1, 2])].sum().item()
+    ((6, 3), 3.0)
+    """
+
+    def __init__(self, query: Tensor, gallery: Tensor) -> None:
+        self.query, self.gallery = query, gallery
+        self.split = query.shape[0]
+        self.shape = (query.shape[0] + gallery.shape[0], query.shape[1])
+        self.dtype = torch.promote_types(query.dtype, gallery.dtype)
+        self.device = query.device
+
+    def index_select(self, dim: int, idx: Tensor) -> Tensor:
+        if dim != 0:
+            raise ValueError("Stacked gathers rows only")
+        out = torch.empty((idx.numel(), self.shape[1]), dtype=self.dtype, device=self.device)
+        first = idx < self.split
+        out[first] = self.query.index_select(0, idx[first]).to(self.dtype)
+        rest = ~first
+        out[rest] = self.gallery.index_select(0, idx[rest] - self.split).to(self.dtype)
+        return out
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        return self.index_select(0, idx.reshape(-1)).view(*idx.shape, self.shape[1])
+
+
 class _Features:
     """The fused distance ``D = sum_m w_m * ||x_m[i] - x_m[j]||`` over stacked query+gallery."""
 
-    def __init__(self, xs: list[Tensor], weights: list[float], perm: Tensor, screen: bool = False) -> None:
+    def __init__(self, xs: list[Tensor | Stacked], weights: list[float], perm: Tensor, screen: bool = False) -> None:
         """``xs``: the inputs in input order; rows are used in the order ``perm``."""
         self.xs = xs
         self.perm: Tensor | None = perm
@@ -484,7 +517,7 @@ class _FeatureSearch:
     - its ``max_keep`` largest values and their columns, from which the exact maximum follows.
     """
 
-    def __init__(self, xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk: int) -> None:
+    def __init__(self, xs: list[Tensor | Stacked], weights: list[float], nq: int, k1: int, k2: int, chunk: int) -> None:
         n = xs[0].shape[0]
         device = xs[0].device
         self.n, self.nq, self.chunk, self.device = n, nq, chunk, device
@@ -510,7 +543,8 @@ class _FeatureSearch:
         # row's own top-k once, when its block comes; they are compacted only if they overflow.
         self.width = max(_CAND_SLOTS * self.k_buf, 2 * self.k_buf)
         self.cand_v = torch.empty((n, self.width), dtype=dt, device=device)
-        self.cand_i = torch.empty((n, self.width), dtype=torch.long, device=device)
+        # int32 columns: the largest array of the pass (n x width), 4 bytes an entry saved.
+        self.cand_i = torch.empty((n, self.width), dtype=torch.int32 if n < 2**31 else torch.long, device=device)
         self.off = 0
         self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
         self.top_v = torch.full((n, self.max_keep), -math.inf, dtype=dt, device=device)
@@ -569,7 +603,7 @@ class _FeatureSearch:
         k_buf = self.k_buf
         t = torch.topk(s, min(k_buf, self.n - r0), dim=1, largest=False)
         cv = torch.cat([t.values, self.cand_v[r0:r1, : self.off]], 1)
-        ci = torch.cat([t.indices + r0, self.cand_i[r0:r1, : self.off]], 1)
+        ci = torch.cat([t.indices + r0, self.cand_i[r0:r1, : self.off].long()], 1)
         if cv.shape[1] < k_buf:
             # Fewer candidates than slots (cut column lists on a tiny problem): pad, and the
             # bound in _finalise_block sends the row to the full-row path.
@@ -790,9 +824,10 @@ class _FeatureSearch:
 
 
 def feature_neighbours(
-    xs: list[Tensor], weights: list[float], nq: int, k1: int, k2: int, chunk_size: int
+    xs: list[Tensor | Stacked], weights: list[float], nq: int, k1: int, k2: int, chunk_size: int
 ) -> Neighbours:
-    """Neighbour lists from stacked query+gallery features, one ``(N, d_m)`` tensor per model.
+    """Neighbour lists from stacked query+gallery features, one ``(N, d_m)`` per model (a
+    tensor or a :class:`Stacked`).
 
     ``xs`` is emptied (its tensors are replaced by shuffled copies). Every pair is computed
     once, in blocks of ``chunk_size`` rows; see :class:`_FeatureSearch` and ``docs/rerank.md``

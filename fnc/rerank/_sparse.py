@@ -462,11 +462,17 @@ def _sparse_join(query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num
 
 
 def _blend(temp_min: Tensor, nb: Neighbours, lambda_value: float) -> Tensor:
-    """``jaccard * (1 - lambda) + B * lambda`` with ``jaccard = 1 - t / (2 - t)``, in place."""
-    den = torch.sub(2.0, temp_min)
-    temp_min.div_(den).neg_().add_(1.0)
-    del den
-    return temp_min.mul_(1 - lambda_value).add_(nb.qg, alpha=lambda_value)
+    """``jaccard * (1 - lambda) + B * lambda`` with ``jaccard = 1 - t / (2 - t)``, in place.
+
+    In row ranges: a whole-size ``2 - t`` would be one more output-sized array at the end of
+    the call, where the memory peaks (400 MB at 1000 x 100,000).
+    """
+    step = max(1, _BUDGET // max(temp_min.shape[1], 1))
+    for a in range(0, temp_min.shape[0], step):
+        t = temp_min[a : a + step]
+        t.div_(torch.sub(2.0, t)).neg_().add_(1.0)
+        t.mul_(1 - lambda_value).add_(nb.qg[a : a + step], alpha=lambda_value)
+    return temp_min
 
 
 def _dense_join(
