@@ -9,8 +9,8 @@ Augmentation is off because each process draws its own random augmentations. The
 float64 (see ``_ddp_worker.py``): in float32, rounding differences alone grow to percent-level
 loss differences within three steps of a from-scratch ResNet, which would hide a real bug.
 The centre loss is on (weight 5e-4), so the same launch also checks that the centres, which live
-outside DDP, are broadcast and all-reduced: one launch for both, because every launch writes three
-float64 ResNet-50 checkpoints (~1.8 GB) and costs ~25 CPU-seconds a process.
+outside DDP, are broadcast and all-reduced: one launch for both, because each launch and its
+one-process twin write ~1.8 GB of float64 ResNet-50 checkpoints and take ~25 s.
 """
 
 from __future__ import annotations
