@@ -186,29 +186,35 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     limit = (2.0 / 3.0) * half_mask.sum(1).to(torch.float64)
     k_ptr = _row_ptr(k_rows, n)
     rows_out, cols_out = [], []
-    # A range holds a (rows x n) membership block and |R(i)| * h tests per row.
-    for a, b in _ranges((k_ptr[1:] - k_ptr[:-1]) * h, _EXPAND_BUDGET, _BUDGET // n):
+    ranges = _ranges((k_ptr[1:] - k_ptr[:-1]) * h, _EXPAND_BUDGET, _BUDGET // n)
+    # One (rows x n) membership block for every range, cleared where it was set, and the
+    # support collected from the entries themselves: a fresh block per range, zeroed and then
+    # scanned for its members, made this step O(n^2).
+    size = max(b - a for a, b in ranges) * n
+    # The last slot is never set: the padding of a half set looks there.
+    member = torch.zeros(size + 1, dtype=torch.bool, device=device)
+    for a, b in ranges:
         s, e = int(k_ptr[a]), int(k_ptr[b])
         if s == e:
             continue
         pi, pc = k_rows[s:e] - a, k_cols[s:e]
-        member = torch.zeros((b - a) * n, dtype=torch.bool, device=device)
         own = pi * n + pc
         member[own] = True
         flat = half.index_select(0, pc).add_((pi * n).unsqueeze(1))
-        in_half = half_mask.index_select(0, pc)
-        count = (member[flat] & in_half).sum(1)
+        flat.masked_fill_(~half_mask.index_select(0, pc), size)
+        count = torch.take(member, flat).sum(1, dtype=torch.int32)
+        member[own] = False
         take = (count.to(torch.float64) > limit[pc]).nonzero().squeeze(1)
         if take.numel():
-            # Padding slots point at (i, c) itself, already a member.
-            member[torch.where(in_half[take], flat[take], own[take].unsqueeze(1))] = True
-            r, c = member.view(b - a, n).nonzero(as_tuple=True)
-            rows_out.append(r + a)
-            cols_out.append(c)
+            # The row's own set and the half sets it takes; sorted codes are (row, column) order.
+            add = flat[take].view(-1)
+            code = _unique(torch.cat([own, add[add < size]]))
+            rows_out.append(code // n + a)
+            cols_out.append(code % n)
         else:
             rows_out.append(k_rows[s:e])
             cols_out.append(pc)
-        del member, flat, in_half
+        del flat
     if not rows_out:
         return k_rows, k_cols
     return torch.cat(rows_out), torch.cat(cols_out)
