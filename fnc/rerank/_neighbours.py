@@ -560,9 +560,8 @@ class _FeatureSearch:
     # --- the pass ------------------------------------------------------------------------
 
     def run(self) -> Neighbours:
-        for r0 in range(0, self.n, self.chunk):
-            r1 = min(r0 + self.chunk, self.n)
-            # Blocks holding query rows stay float32: their values are the query-gallery output.
+        for r0, r1 in self._blocks():
+            # Query blocks stay float32: their values are the query-gallery output.
             screened = self.screen and r0 >= self.nq
             s = self.f.block(r0, r1, r0, screened)
             cv, ci = self._row_candidates(s, r0, r1)
@@ -583,6 +582,16 @@ class _FeatureSearch:
                 self._finalise_block(cv, ci, r0, r1, screened)
         self._settle_deferred()
         return self._neighbours()
+
+    def _blocks(self) -> Iterator[tuple[int, int]]:
+        """Row blocks ``(r0, r1)``: the queries, then the gallery, ``chunk`` rows at a time.
+
+        No block mixes the two: a query block's float32 GEMM would otherwise also cover gallery
+        rows that bfloat16 screening serves at a quarter of the cost.
+        """
+        for a, b in ((0, self.nq), (self.nq, self.n)):
+            for r0 in range(a, b, self.chunk):
+                yield r0, min(r0 + self.chunk, b)
 
     def _settle_deferred(self) -> None:
         """Maxima of the waiting rows from their full rows, then the waiting blocks' lists."""
