@@ -32,6 +32,8 @@ _COL_K_EXTRA = 4
 _CAND_SLOTS = 4
 # float64 elements per chunk in exact_pairs: stays in cache.
 _EXACT_BUDGET = 1 << 18
+# Feature rows per chunk of the whole-matrix passes (norms, centre): a few MB, in cache.
+_ROWS_STEP = 1024
 # Largest values kept per row to find its exact maximum.
 _MAX_KEEP = 4
 # Rows whose maximum is computed from their full float64 row at a time.
@@ -112,11 +114,12 @@ class _ScreenBand:
         grow = 1.0 + 2.0**-10
         nb = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
         r = torch.empty_like(nb)
-        for a in range(0, x.shape[0], 8192):
-            xa, ba = x[a : a + 8192], xb[a : a + 8192].float()
-            nb[a : a + 8192] = torch.linalg.vector_norm(ba, dim=1)
+        for a in range(0, x.shape[0], _ROWS_STEP):
+            b = a + _ROWS_STEP
+            xa, ba = x[a:b], xb[a:b].float()
+            nb[a:b] = torch.linalg.vector_norm(ba, dim=1)
             # a - bf16(a) is exact in float32: the two are within a factor 2 (Sterbenz).
-            r[a : a + 8192] = torch.linalg.vector_norm(xa - ba, dim=1)
+            r[a:b] = torch.linalg.vector_norm(xa - ba, dim=1)
         nb.mul_(grow)
         r.mul_(grow)
         nmax, rmax = float(nb.max()), float(r.max())
@@ -141,11 +144,25 @@ class _ScreenBand:
 
 
 def _centred(x: Tensor) -> Tensor:
-    """``x`` less its column mean (accumulated in float64), in place: ``x`` is a fresh copy."""
+    """``x`` less its column mean, in place: ``x`` is a fresh copy.
+
+    The centre only conditions the expansion ``|a|^2 + |b|^2 - 2 a.b`` (distances do not
+    depend on it), so it is summed in ``x``'s dtype a cache-sized chunk at a time and the
+    chunks in float64: a float64 reduction over the columns was 20x slower.
+    """
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    for a in range(0, x.shape[0], 8192):
-        total += x[a : a + 8192].sum(0, dtype=torch.float64)
+    for a in range(0, x.shape[0], _ROWS_STEP):
+        total += x[a : a + _ROWS_STEP].sum(0).double()
     return x.sub_((total / max(1, x.shape[0])).to(x.dtype))
+
+
+def _row_sq(x: Tensor) -> Tensor:
+    """``(x * x).sum(1)`` a cache-sized chunk at a time (3x faster than one whole-size product)."""
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for a in range(0, x.shape[0], _ROWS_STEP):
+        xa = x[a : a + _ROWS_STEP]
+        out[a : a + _ROWS_STEP] = (xa * xa).sum(1)
+    return out
 
 
 def _stable_sort_rows(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -273,6 +290,13 @@ class Stacked:
             raise ValueError("Stacked gathers rows only")
         out = torch.empty((idx.numel(), self.shape[1]), dtype=self.dtype, device=self.device)
         first = idx < self.split
+        k = int(first.sum())
+        if bool(first[:k].all()) and self.dtype == self.query.dtype == self.gallery.dtype:
+            # Query rows first, then gallery rows (a shuffle within each): two plain gathers,
+            # twice as fast as the masked ones below.
+            torch.index_select(self.query, 0, idx[:k], out=out[:k])
+            torch.index_select(self.gallery, 0, idx[k:] - self.split, out=out[k:])
+            return out
         out[first] = self.query.index_select(0, idx[first]).to(self.dtype)
         rest = ~first
         out[rest] = self.gallery.index_select(0, idx[rest] - self.split).to(self.dtype)
@@ -304,7 +328,7 @@ class _Features:
             # float64 centring rounds at 1e-16 relative: the centred copies also serve the exact
             # computations, and the originals need not be kept beside them.
             self.xs, self.perm = self.xc, None
-        self.sq = [(x * x).sum(1) for x in self.xc]
+        self.sq = [_row_sq(x) for x in self.xc]
         self._buf: Tensor | None = None
         self._dot_buf: Tensor | None = None
         self._norms: Tensor | None = None
