@@ -261,6 +261,34 @@ def test_waiting_rows_get_their_exact_maximum(monkeypatch, defer_rows):
     np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 
 
+def test_close_cuts_are_settled_from_float64_values_around_them():
+    """Float32 values off by up to ``rad`` cannot order the positions around a cut; the lists
+    take float64 values there. Row 0: the float32 order of exact ranks 2-4 is reversed, so the
+    windows of the cuts 3 and 4 (k1=6, k2=3) meet; every cut's set must still be the exact one.
+    Row 1: a radius so wide that a window reaches the end of the buffer: left to the caller."""
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((40, 8)).astype(np.float32))
+    search = _nb._FeatureSearch([x.clone()], [1.0], 5, 6, 3, 40)
+    assert search.cuts == [3, 4, 7]
+    rows = torch.tensor([0, 1])
+    cols = torch.arange(1, 21).repeat(2, 1)
+    exact = search.f.exact_pairs(rows, cols)
+    exact, order = exact.sort(dim=1)
+    cols = cols.gather(1, order)
+    want = search.perm[cols[0]]
+    cv = exact.float()
+    cv[0, 2:5] = cv[0, 2:5].flip(0).clone()
+    cv[0], o = cv[0].sort()
+    cols[0] = cols[0, o]
+    rad = torch.tensor([float(exact[0, 4] - exact[0, 2]) * 1.01, 1e3])
+    search.row_max.fill_(float(exact.max()))  # set by the pass, which is not run here
+    before = search.nbr[1].clone()
+    left = search._settle_cuts(rows, cv, cols, rad)
+    assert left.tolist() == [False, True]
+    for c in search.cuts:
+        assert set(search.nbr[0, :c].tolist()) == set(want[:c].tolist()), c
+    assert torch.equal(search.nbr[1], before)
+
+
 @pytest.mark.parametrize("fused", [False, True])
 def test_features_far_from_the_origin(fused):
     """Un-normalised embeddings offset far from the origin next to their spread: the float32

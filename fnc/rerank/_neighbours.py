@@ -801,7 +801,12 @@ class _FeatureSearch:
         for c in self.cuts:
             sure &= cv[:, c] - rad > (cv[:, c - 1] + rad) * (1 + _REL_GAP)
         self.nbr[r0:r1], self.nval[r0:r1] = self.perm[ci[:, :k_keep]], self._to_b(cv[:, :k_keep], rows)
-        unsure = (~sure).nonzero().squeeze(1)
+        outside_ok = outside > (cv[:, k_keep - 1] + rad) * (1 + _REL_GAP)
+        # Rows that only a close cut unsettles: float64 for the values around that cut.
+        near = (outside_ok & ~sure).nonzero().squeeze(1)
+        if near.numel():
+            near = near[self._settle_cuts(rows[near], cv[near], ci[near], rad[near])]
+        unsure = torch.cat([(~outside_ok).nonzero().squeeze(1), near])
         if not unsure.numel():
             return
         ur = rows[unsure]
@@ -822,6 +827,57 @@ class _FeatureSearch:
             k_keep,
             lambda p: self._full_rows(ur[p]),
         )
+
+    def _settle_cuts(self, rows: Tensor, cv: Tensor, ci: Tensor, rad: Tensor) -> Tensor:
+        """Lists of rows whose buffer holds everything up to the k_keep-th value but where a cut
+        falls between float32 values too close to order: float64 values for those only.
+
+        ``cv`` are sorted float32 values of the buffers ``ci``, off by at most ``rad``. For a cut
+        ``c``, a position ``p < c`` certainly precedes position ``c`` (exactly, and after
+        rounding to B) when ``(cv[p] + rad)(1 + gap) < cv[c] - rad``; as ``cv`` is sorted it then
+        precedes every position ``>= c``, and so is among the first ``c``. Likewise a position
+        ``q >= c`` with ``cv[q] - rad > (cv[c - 1] + rad)(1 + gap)`` follows all of the first
+        ``c``. Only the window between, a few positions around the cut, needs exact values: the
+        first ``c`` are the positions before the window and the best of the window by exact
+        ``(B, index)``. Windows that meet are merged (each cut's argument holds for a larger
+        window), and each window is sorted in place by its exact values; outside the windows no
+        cut separates two positions, so their float32 order stands.
+
+        Returns, per row, whether it was left to the caller: a window reaching the end of the
+        buffer could continue beyond it.
+        """
+        f, k_keep = self.f, self.k_keep
+        m = cv.shape[1]
+        radu = rad.unsqueeze(1)
+        pos = torch.arange(m, device=cv.device).expand(cv.shape[0], m)
+        inwin = torch.zeros(cv.shape, dtype=torch.bool, device=cv.device)
+        left = torch.zeros(cv.shape[0], dtype=torch.bool, device=cv.device)
+        upper = (cv + radu) * (1 + _REL_GAP)
+        lower = cv - radu
+        for c in self.cuts:
+            # The same comparisons as the settled test, position by position (monotone in p).
+            lo = c - (upper[:, :c] >= lower[:, c : c + 1]).sum(1)
+            hi = c + (lower[:, c:] <= upper[:, c - 1 : c]).sum(1)
+            left |= hi >= m
+            inwin |= (pos >= lo.unsqueeze(1)) & (pos < hi.unsqueeze(1))
+        keep = ~left
+        rows, cv, ci, inwin, pos = rows[keep], cv[keep], ci[keep], inwin[keep], pos[keep]
+        if rows.numel():
+            r, p = inwin.nonzero(as_tuple=True)
+            b = self._to_b(cv, rows)
+            b[r, p] = self._to_b(f.exact_pairs(rows[r], ci[r, p]).unsqueeze(1), rows[r])[:, 0]
+            # Each merged window is one segment, named by its first position; every other
+            # position is a segment of its own.
+            start = inwin.clone()
+            start[:, 1:] &= ~inwin[:, :-1]
+            seg = torch.where(start, pos, -1).cummax(dim=1).values
+            seg = torch.where(inwin, seg, pos)
+            idx = self.perm[ci]
+            o = idx.argsort(dim=1)
+            o = o.gather(1, b.gather(1, o).sort(dim=1, stable=True).indices)
+            o = o.gather(1, seg.gather(1, o).sort(dim=1, stable=True).indices)[:, :k_keep]
+            self.nbr[rows], self.nval[rows] = idx.gather(1, o), b.gather(1, o)
+        return left
 
     # --- the result ----------------------------------------------------------------------
 
