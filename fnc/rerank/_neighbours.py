@@ -72,6 +72,58 @@ def _sampled_dots(crow: Tensor, cols: Tensor, a: Tensor, b: Tensor) -> Tensor:
         return torch.sparse.sampled_addmm(mask, a, b.T, beta=0.0).values()
 
 
+def _select(x: Tensor, k: int, dim: int, largest: bool = False) -> tuple[Tensor, Tensor]:
+    """The ``k`` smallest (``largest``: largest) of each slice of a 2-D ``x`` along ``dim`` and
+    their positions, in no particular order; what ``torch.topk(..., sorted=False)`` returns.
+
+    On the CPU, long slices go through group extrema: the slice is cut into groups of ``g``,
+    the ``k`` groups with the smallest minima are kept, and the ``k`` smallest of their
+    ``k g`` entries are taken (entries of a last, partial group always stay). No true member is
+    lost: a group holding one of the ``k`` smallest has a minimum at most the ``k``-th value,
+    and fewer than ``k`` other groups can have smaller minima (each would hold a distinct
+    smaller entry). With ties the choice among equal values may differ from ``topk``'s, which
+    no caller relies on: every entry left out is at least the largest one kept. The minima are
+    one fast vectorised pass; top-k then partitions a fifth to a third of the entries
+    (measured on a 1734 x 19,342 block: 137 -> 98 ms along columns, k = 46; 72 -> 60 ms along
+    rows, k = 196; 63 -> 62 ms for the 16 largest along columns).
+
+    >>> x = torch.tensor([[5.0, 1.0, 4.0, 2.0, 3.0, 0.0, 9.0, 8.0, 7.0, 6.0]] * 2)
+    >>> v, i = _select(x, 2, dim=1)
+    >>> sorted(v[0].tolist()), sorted(i[0].tolist())
+    ([0.0, 1.0], [1, 5])
+    """
+    length = x.shape[dim]
+    g = max(2, min(8, round(0.8 * math.sqrt(length / max(k, 1)))))
+    groups = length // g
+    if x.device.type != "cpu" or x.dim() != 2 or groups < 2 * k or k < 1:
+        t = torch.topk(x, k, dim=dim, largest=largest, sorted=False)
+        return t.values, t.indices
+    ext_fn = torch.amax if largest else torch.amin
+    if dim == 0:
+        cols = x.shape[1]
+        x3 = x[: groups * g].view(groups, g, cols)
+        tg = torch.topk(ext_fn(x3, dim=1), k, dim=0, largest=largest, sorted=False).indices
+        vals = x3.gather(0, tg.unsqueeze(1).expand(k, g, cols)).reshape(k * g, cols)
+        if groups * g < length:
+            vals = torch.cat([vals, x[groups * g :]], 0)
+        t = torch.topk(vals, k, dim=0, largest=largest, sorted=False)
+        i = t.indices
+        pos = tg.gather(0, (i // g).clamp(max=k - 1)) * g + i % g
+    else:
+        rows = x.shape[0]
+        x3 = x[:, : groups * g].view(rows, groups, g)
+        tg = torch.topk(ext_fn(x3, dim=2), k, dim=1, largest=largest, sorted=False).indices
+        vals = x3.gather(1, tg.unsqueeze(2).expand(rows, k, g)).reshape(rows, k * g)
+        if groups * g < length:
+            vals = torch.cat([vals, x[:, groups * g :]], 1)
+        t = torch.topk(vals, k, dim=1, largest=largest, sorted=False)
+        i = t.indices
+        pos = tg.gather(1, (i // g).clamp(max=k - 1)) * g + i % g
+    # Positions past the k groups are the partial group's, appended after them.
+    in_group = i < k * g
+    return t.values, torch.where(in_group, pos, i - k * g + groups * g)
+
+
 def screening_available(x: Tensor) -> bool:
     """Whether bfloat16 screening applies to float32 features ``x`` (CPU with native bf16 dots).
 
@@ -633,9 +685,9 @@ class _FeatureSearch:
     def _row_candidates(self, s: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
         """The ``k_buf`` smallest of each row's own block and its stored column candidates."""
         k_buf = self.k_buf
-        t = torch.topk(s, min(k_buf, self.n - r0), dim=1, largest=False)
-        cv = torch.cat([t.values, self.cand_v[r0:r1, : self.off]], 1)
-        ci = torch.cat([t.indices + r0, self.cand_i[r0:r1, : self.off].long()], 1)
+        tv, ti = _select(s, min(k_buf, self.n - r0), dim=1)
+        cv = torch.cat([tv, self.cand_v[r0:r1, : self.off]], 1)
+        ci = torch.cat([ti + r0, self.cand_i[r0:r1, : self.off].long()], 1)
         if cv.shape[1] < k_buf:
             # Fewer candidates than slots (cut column lists on a tiny problem): pad, and the
             # bound in _finalise_block sends the row to the full-row path.
@@ -659,8 +711,8 @@ class _FeatureSearch:
         merge(slice(r0, r1), t.values, t.indices + r0)
         if r1 < self.n:
             rest = s[:, r1 - r0 :]
-            t = torch.topk(rest, min(self.max_keep, r1 - r0), dim=0)
-            merge(slice(r1, None), t.values.T, t.indices.T + r0)
+            tv, ti = _select(rest, min(self.max_keep, r1 - r0), dim=0, largest=True)
+            merge(slice(r1, None), tv.T, ti.T + r0)
 
     def _push_columns(self, rest: Tensor, r0: int, r1: int, screened: bool) -> None:
         """Hand the block's few nearest of every later row (a column of ``rest``) to that row.
@@ -669,9 +721,10 @@ class _FeatureSearch:
         value less the block's error band (the band of a pair holds for either of its rows).
         """
         kc = _column_k(self.k_need, self.k_buf, r1 - r0, self.n)
-        t = torch.topk(rest, kc, dim=0, largest=False)
+        tv, ti = _select(rest, kc, dim=0)
         if kc < r1 - r0:
-            low = t.values[-1] - self.f.band(slice(r1, None), t.values[-1], screened)
+            last = tv.amax(0)
+            low = last - self.f.band(slice(r1, None), last, screened)
             torch.minimum(self.lb[r1:], low, out=self.lb[r1:])
         off, k_buf = self.off, self.k_buf
         if off + kc > self.width:
@@ -679,8 +732,8 @@ class _FeatureSearch:
             self.cand_i[r1:, :k_buf] = self.cand_i[r1:, :off].gather(1, top.indices)
             self.cand_v[r1:, :k_buf] = top.values
             off = k_buf
-        self.cand_v[r1:, off : off + kc] = t.values.T
-        self.cand_i[r1:, off : off + kc] = t.indices.T + r0
+        self.cand_v[r1:, off : off + kc] = tv.T
+        self.cand_i[r1:, off : off + kc] = ti.T + r0
         self.off = off + kc
 
     def _set_row_max(self, r0: int, r1: int, screened: bool) -> Tensor:
