@@ -338,3 +338,20 @@ def test_non_finite_weight(w):
     q, g, _ = _hard(4, 20, 8, 1.0, seed=4, ids=4)
     with pytest.raises(ValueError, match="weights must be finite"):
         rerank([q, q], [g, g], weights=[1.0, w])
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+@pytest.mark.parametrize("largest", [False, True])
+@pytest.mark.parametrize("length,k", [(1000, 7), (997, 46), (300, 20), (50, 10)])
+def test_select_equals_topk(dim, largest, length, k):
+    """Group extrema keep exactly top-k's values, at positions holding them; with many ties
+    (integers 0-9) too, and with a partial last group (997 = 124 groups of 8 + 5)."""
+    g = torch.Generator().manual_seed(length + k)
+    for x in (torch.rand(40, length, generator=g), torch.randint(0, 10, (40, length), generator=g).float()):
+        x = x if dim == 1 else x.T.contiguous()
+        v, i = _nb._select(x, k, dim, largest)
+        want = torch.topk(x, k, dim=dim, largest=largest).values
+        assert torch.equal(v.sort(dim, descending=largest).values, want)
+        assert torch.equal(x.gather(dim, i), v)
+        # Distinct positions: no entry taken twice.
+        assert (i.sort(dim).values.diff(dim=dim) > 0).all()
