@@ -172,8 +172,9 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     ``nbr`` holds each row's ``k1 + 1`` nearest and ``half`` its ``round(k1 / 2) + 1``
     nearest, both sorted by index within rows. The support of row ``i`` is its k-reciprocal set
     ``R(i)`` and every half set ``H(c)``, ``c`` in ``R(i)``, with
-    ``|H(c) & R(i)| > 2/3 |H(c)|``. ``H(c)`` is kept padded, as the row ``half[c]`` and its
-    reciprocity mask, so each test is one gather from a dense membership block of ``R``.
+    ``|H(c) & R(i)| > 2/3 |H(c)|``. ``H(c)`` is kept padded, as the row ``half[c]`` whose
+    non-reciprocal entries point at a column never set, so each test is one gather from a dense
+    membership block of ``R``.
     """
     n, h = half.shape
     device = nbr.device
@@ -184,33 +185,35 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
     half_mask = _reciprocal_mask(half)
     # Same float64 comparison as the reference: len(intersection) > 2/3 * len(set).
     limit = (2.0 / 3.0) * half_mask.sum(1).to(torch.float64)
+    # Membership rows are n + 1 wide: column n is never set, and the padding of a half set
+    # (its non-reciprocal entries) points there.
+    w = n + 1
+    half = half.masked_fill(~half_mask, n)
+    del half_mask
     k_ptr = _row_ptr(k_rows, n)
     rows_out, cols_out = [], []
-    ranges = _ranges((k_ptr[1:] - k_ptr[:-1]) * h, _EXPAND_BUDGET, _BUDGET // n)
-    # One (rows x n) membership block for every range, cleared where it was set, and the
-    # support collected from the entries themselves: a fresh block per range, zeroed and then
-    # scanned for its members, made this step O(n^2).
-    size = max(b - a for a, b in ranges) * n
-    # The last slot is never set: the padding of a half set looks there.
-    member = torch.zeros(size + 1, dtype=torch.bool, device=device)
+    ranges = _ranges((k_ptr[1:] - k_ptr[:-1]) * h, _EXPAND_BUDGET, _BUDGET // w)
+    # One membership block for every range, cleared where it was set, and the support
+    # collected from the entries themselves: a fresh block per range, zeroed and then scanned
+    # for its members, made this step O(n^2).
+    member = torch.zeros(max(b - a for a, b in ranges) * w, dtype=torch.bool, device=device)
     for a, b in ranges:
         s, e = int(k_ptr[a]), int(k_ptr[b])
         if s == e:
             continue
         pi, pc = k_rows[s:e] - a, k_cols[s:e]
-        own = pi * n + pc
+        own = pi * w + pc
         member[own] = True
-        flat = half.index_select(0, pc).add_((pi * n).unsqueeze(1))
-        flat.masked_fill_(~half_mask.index_select(0, pc), size)
+        flat = half.index_select(0, pc).add_((pi * w).unsqueeze(1))
         count = torch.take(member, flat).sum(1, dtype=torch.int32)
         member[own] = False
         take = (count.to(torch.float64) > limit[pc]).nonzero().squeeze(1)
         if take.numel():
             # The row's own set and the half sets it takes; sorted codes are (row, column) order.
             add = flat[take].view(-1)
-            code = _unique(torch.cat([own, add[add < size]]))
-            rows_out.append(code // n + a)
-            cols_out.append(code % n)
+            code = _unique(torch.cat([own, add[add % w < n]]))
+            rows_out.append(code // w + a)
+            cols_out.append(code % w)
         else:
             rows_out.append(k_rows[s:e])
             cols_out.append(pc)
