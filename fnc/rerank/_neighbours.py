@@ -411,6 +411,13 @@ class _Features:
             setattr(self, name, buf)
         return buf[:numel]
 
+    def reserve(self, numel: int) -> None:
+        """Allocate the reused block buffers for blocks of up to ``numel`` entries."""
+        if self.single:
+            self._reuse("_buf", numel, self.dtype, self.xc[0].device)
+        if self.screen:
+            self._reuse("_dot_buf", numel, self.xb.dtype, self.xb.device)
+
     def block(self, r0: int, r1: int, c0: int, screened: bool = False) -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``.
 
@@ -636,6 +643,9 @@ class _FeatureSearch:
     # --- the pass ------------------------------------------------------------------------
 
     def run(self) -> Neighbours:
+        # The largest block first: growing the buffers later would leave the smaller ones behind
+        # (the query block comes first and is often the smaller).
+        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in self._blocks()))
         for r0, r1 in self._blocks():
             # Query blocks stay float32: their values are the query-gallery output.
             screened = self.screen and r0 >= self.nq
@@ -810,14 +820,15 @@ class _FeatureSearch:
         return self.f.key(v.to(torch.float64)) / self.row_max[rows].unsqueeze(1)
 
     def _store_query_block(self, s: Tensor, r0: int, r1: int) -> None:
-        """The block's query rows of ``B[query, gallery]``, gallery columns in input order."""
+        """The block's query rows of ``B[query, gallery]``, rows and columns in input order."""
         nq = self.nq
         rows = torch.arange(r0, r1, device=self.device)
         # float64 temporaries of the query block are kept to a few rows at a time.
         for a in range(r0, min(r1, nq), 256):
             b = min(a + 256, r1, nq)
             vals = self._to_b(s[a - r0 : b - r0, nq - r0 :], rows[a - r0 : b - r0])
-            self.qg[a:b] = vals.index_select(1, self.inv_g)
+            # Rows go straight to their input positions: no reordered copy of the block later.
+            self.qg.index_copy_(0, self.perm[a:b], vals.index_select(1, self.inv_g))
 
     def _full_rows(self, rows: Tensor) -> Tensor:
         """float32 B of whole rows from float64 distances, columns in input order."""
@@ -946,8 +957,7 @@ class _FeatureSearch:
         out_max = torch.empty_like(self.row_max)
         out_max[perm] = self.row_max
         self.out_max = out_max
-        qg = torch.empty_like(self.qg)
-        qg[perm[: self.nq]] = self.qg
+        qg = self.qg
         self.nbr = self.nval = self.qg = None
         # Only the block-precision features are needed from here on (the shuffled copies: a
         # second set in input order would double the float64 memory of a fused ensemble).
