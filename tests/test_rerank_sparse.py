@@ -100,6 +100,32 @@ def test_sparse_join_matches_dense_min_sum(monkeypatch, growth, join_budget):
     np.testing.assert_allclose(dense.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
+
+@pytest.mark.parametrize("join_budget", [1, 200, None])
+def test_sparse_join_in_two_threads(monkeypatch, join_budget):
+    """The two-thread join (halves of the query blocks) gives the one-thread result bit for
+    bit, with one query per block (1), several (200) and a single block (None: no split), and
+    leaves torch's thread count as it was."""
+    if join_budget is not None:
+        monkeypatch.setattr(sparse, "_JOIN_BUDGET", join_budget)
+    query, gallery, expected = _random_join_inputs(9, 40, 0.3, seed=5)
+    grids = sparse._GalleryGrids(*gallery)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(sparse, "_PARALLEL_JOIN", 1 << 40)
+        one = sparse._sparse_join(query, grids, 9, 40)
+        monkeypatch.setattr(sparse, "_PARALLEL_JOIN", 0)
+        two = sparse._sparse_join(query, grids, 9, 40)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(prev)
+    assert torch.equal(one, two)
+    np.testing.assert_allclose(two.numpy(), expected, rtol=1e-6, atol=1e-6)
+    items = [(0, 0, 3), (1, 3, 5), (9, 5, 9), (10, 9, 10)]  # keys // 9 = blocks 0, 0, 1, 1
+    assert sparse._half_at_block(items, 9) == 2
+    assert sparse._half_at_block(items[:2], 9) == 0
+
 def test_gallery_grids_pad_with_zero_at_row_zero():
     _, gallery, _ = _random_join_inputs(3, 20, 0.4, seed=3)
     grids = sparse._GalleryGrids(*gallery)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ _EXPAND_BUDGET = 1 << 21
 # (query, gallery) pairs met per step of the sparse Jaccard join: its three reused buffers
 # (16 bytes a pair) stay in cache.
 _JOIN_BUDGET = 1 << 18
+# Query entries from which the sparse join runs in two threads (below, thread start-up outweighs it).
+_PARALLEL_JOIN = 1 << 16
 # The dense Jaccard join is used when its min-sum count is at most this many times the pairs.
 _DENSE_JOIN = 16
 # Columns whose gallery runs differ in length by less than this factor share a padded grid.
@@ -445,35 +448,65 @@ def _sparse_join(query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num
     temp_min = torch.zeros(num_query, ng, dtype=torch.float32, device=device)
     flat_out = temp_min.view(-1)
     size = max(_JOIN_BUDGET, int(grids.width.max()) if grids.width.numel() else 1)
-    buf_v = torch.empty(size, dtype=torch.float32, device=device)
-    buf_r = torch.empty(size, dtype=torch.int32, device=device)
-    buf_i = torch.empty(size, dtype=torch.long, device=device)
-    lo = 0
-    for k, hi in zip(keys.tolist(), ends):
-        b, t = divmod(k, n_groups)
-        w = int(grids.width[t])
-        out = flat_out[starts[b] * ng : starts[b + 1] * ng]
-        single = starts[b + 1] - starts[b] == 1
-        step = max(1, _JOIN_BUDGET // w)
-        for s in range(lo, hi, step):
-            e = min(s + step, hi)
-            p = slot[s:e]
-            v = buf_v[: (e - s) * w].view(e - s, w)
-            torch.index_select(grids.vals[t], 0, p, out=v)
-            torch.minimum(v, q_vals[s:e].unsqueeze(1), out=v)
-            r = buf_r[: (e - s) * w].view(e - s, w)
-            torch.index_select(grids.rows[t], 0, p, out=r)
-            i = buf_i[: (e - s) * w].view(e - s, w)
-            if single:
-                # A block of one query (the rule on large problems) adds no offset, and a
-                # plain widening copy is twice as fast as the mixed-dtype add.
-                i.copy_(r)
-            else:
-                torch.add(r, q_off[s:e].unsqueeze(1), out=i)
-            # scatter_add_ with int64 indices is about twice as fast as index_add_.
-            out.scatter_add_(0, i.view(-1), v.view(-1))
-        lo = hi
+    items = list(zip(keys.tolist(), [0] + ends[:-1], ends))
+
+    def join(part: list[tuple[int, int, int]]) -> None:
+        buf_v = torch.empty(size, dtype=torch.float32, device=device)
+        buf_r = torch.empty(size, dtype=torch.int32, device=device)
+        buf_i = torch.empty(size, dtype=torch.long, device=device)
+        for k, lo, hi in part:
+            b, t = divmod(k, n_groups)
+            w = int(grids.width[t])
+            out = flat_out[starts[b] * ng : starts[b + 1] * ng]
+            single = starts[b + 1] - starts[b] == 1
+            step = max(1, _JOIN_BUDGET // w)
+            for s in range(lo, hi, step):
+                e = min(s + step, hi)
+                p = slot[s:e]
+                v = buf_v[: (e - s) * w].view(e - s, w)
+                torch.index_select(grids.vals[t], 0, p, out=v)
+                torch.minimum(v, q_vals[s:e].unsqueeze(1), out=v)
+                r = buf_r[: (e - s) * w].view(e - s, w)
+                torch.index_select(grids.rows[t], 0, p, out=r)
+                i = buf_i[: (e - s) * w].view(e - s, w)
+                if single:
+                    # A block of one query (the rule on large problems) adds no offset, and a
+                    # plain widening copy is twice as fast as the mixed-dtype add.
+                    i.copy_(r)
+                else:
+                    torch.add(r, q_off[s:e].unsqueeze(1), out=i)
+                # scatter_add_ with int64 indices is about twice as fast as index_add_.
+                out.scatter_add_(0, i.view(-1), v.view(-1))
+
+    cut = _half_at_block(items, n_groups) if device.type == "cpu" and torch.get_num_threads() > 1 else 0
+    if cut and items[-1][2] >= _PARALLEL_JOIN:
+        # scatter_add_ runs on one core: two threads take the two halves of the query blocks
+        # (disjoint output rows), each with one intra-op thread (torch releases the GIL in its
+        # kernels), instead of one thread whose other ops use both cores.
+        def alone(part: list[tuple[int, int, int]]) -> None:
+            prev = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                join(part)
+            finally:
+                torch.set_num_threads(prev)
+
+        with ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(alone, items[:cut]), pool.submit(alone, items[cut:])]:
+                f.result()
+    else:
+        join(items)
     return temp_min
+
+
+def _half_at_block(items: list[tuple[int, int, int]], n_groups: int) -> int:
+    """Index that splits the ``(key, lo, hi)`` groups of the join into two runs of about equal
+    entries at a change of query block; 0 when there is only one block."""
+    total = items[-1][2] if items else 0
+    for j, (k, lo, _) in enumerate(items):
+        if j and lo * 2 >= total and k // n_groups != items[j - 1][0] // n_groups:
+            return j
+    return 0
 
 
 def _blend(temp_min: Tensor, nb: Neighbours, lambda_value: float) -> Tensor:
