@@ -100,7 +100,6 @@ def test_sparse_join_matches_dense_min_sum(monkeypatch, growth, join_budget):
     np.testing.assert_allclose(dense.numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
-
 @pytest.mark.parametrize("join_budget", [1, 200, None])
 def test_sparse_join_in_two_threads(monkeypatch, join_budget):
     """The two-thread join (halves of the query blocks) gives the one-thread result bit for
@@ -125,6 +124,7 @@ def test_sparse_join_in_two_threads(monkeypatch, join_budget):
     items = [(0, 0, 3), (1, 3, 5), (9, 5, 9), (10, 9, 10)]  # keys // 9 = blocks 0, 0, 1, 1
     assert sparse._half_at_block(items, 9) == 2
     assert sparse._half_at_block(items[:2], 9) == 0
+
 
 def test_gallery_grids_pad_with_zero_at_row_zero():
     _, gallery, _ = _random_join_inputs(3, 20, 0.4, seed=3)
