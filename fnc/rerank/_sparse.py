@@ -484,16 +484,18 @@ def _sparse_join(query: tuple[Tensor, Tensor, Tensor], grids: _GalleryGrids, num
         # (disjoint output rows), each with one intra-op thread (torch releases the GIL in its
         # kernels), instead of one thread whose other ops use both cores.
         def alone(part: list[tuple[int, int, int]]) -> None:
-            prev = torch.get_num_threads()
             torch.set_num_threads(1)
-            try:
-                join(part)
-            finally:
-                torch.set_num_threads(prev)
+            join(part)
 
-        with ThreadPoolExecutor(2) as pool:
-            for f in [pool.submit(alone, items[:cut]), pool.submit(alone, items[cut:])]:
-                f.result()
+        prev = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                for f in [pool.submit(alone, items[:cut]), pool.submit(alone, items[cut:])]:
+                    f.result()
+        finally:
+            # Under OpenMP the setting is per thread and the pool's threads are gone; where a
+            # backend keeps it process-wide, this gives the caller's value back.
+            torch.set_num_threads(prev)
     else:
         join(items)
     return temp_min
