@@ -209,12 +209,16 @@ def _expansion(nbr: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
         member[own] = True
         flat = half.index_select(0, pc).add_((pi * w).unsqueeze(1))
         count = torch.take(member, flat).sum(1, dtype=torch.int32)
-        member[own] = False
         take = (count.to(torch.float64) > limit[pc]).nonzero().squeeze(1)
-        if take.numel():
-            # The row's own set and the half sets it takes; sorted codes are (row, column) order.
-            add = flat[take].view(-1)
-            code = _unique(torch.cat([own, add[add % w < n]]))
+        add = flat[take].view(-1)
+        # Only what the row's own set lacks: on clustered features the taken half sets lie
+        # almost wholly inside it, and sorting them all was most of this step.
+        add = add[~torch.take(member, add)]
+        member[own] = False
+        add = add[add % w < n]
+        if add.numel():
+            # The row's own set and what the half sets add; sorted codes are (row, column) order.
+            code = _unique(torch.cat([own, add]))
             rows_out.append(code // w + a)
             cols_out.append(code % w)
         else:
