@@ -355,3 +355,25 @@ def test_select_equals_topk(dim, largest, length, k):
         assert torch.equal(x.gather(dim, i), v)
         # Distinct positions: no entry taken twice.
         assert (i.sort(dim).values.diff(dim=dim) > 0).all()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_scattered_pair_values_in_row_ranges(monkeypatch, fused):
+    """Values of pairs outside the lists, computed a range of rows at a time and grouped by
+    column there: the same whatever the range (1 row, 7, all), and the exact distances."""
+    q, g, _ = _hard(10, 120, 16, 3.0, seed=4)
+    x = torch.from_numpy(np.concatenate([q, g]))
+    xs, w = ([x.clone(), 2 * x.clone()], [1.0, 0.5]) if fused else ([x.clone()], [1.0])
+    f = _nb._Features(xs, w, torch.arange(130))
+    gen = torch.Generator().manual_seed(0)
+    rows, cols = torch.randint(0, 130, (500,), generator=gen), torch.randint(0, 130, (500,), generator=gen)
+    code = (rows * 130 + cols).unique()
+    rows, cols = code // 130, code % 130
+    got = []
+    for step in (1, 7, 4096):
+        monkeypatch.setattr(_nb, "_PAIR_ROWS", step)
+        got.append(f.pair_block_values(rows, cols))
+    assert torch.equal(got[0], got[1]) and torch.equal(got[1], got[2])
+    d = torch.cdist(x.double()[rows].unsqueeze(1), x.double()[cols].unsqueeze(1)).view(-1)
+    want = d.square() if not fused else (d + 0.5 * 2 * d)
+    np.testing.assert_allclose(got[0].double().numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

@@ -33,6 +33,8 @@ _CAND_SLOTS = 4
 # float64 elements per chunk in exact_pairs: stays in cache.
 _EXACT_BUDGET = 1 << 18
 # Feature rows per chunk of the whole-matrix passes (norms, centre): a few MB, in cache.
+# Rows per range when values of scattered pairs are computed (a few MB of features, in cache).
+_PAIR_ROWS = 2048
 _ROWS_STEP = 1024
 # Largest values kept per row to find its exact maximum.
 _MAX_KEEP = 4
@@ -477,14 +479,28 @@ class _Features:
         return self._fuse(squared()).view(cols.shape)
 
     def pair_block_values(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """Ranking values at many pairs sorted by (row, col), in the (unscreened) block precision."""
+        """Ranking values at many pairs sorted by (row, col), in the (unscreened) block precision.
+
+        Rows are taken ``_PAIR_ROWS`` at a time and their pairs grouped by column, as in
+        :meth:`row_pairs`: each column's feature row is read once for all the range's rows that
+        pair with it, and the range's own rows stay in cache (grouped by row, every pair read
+        its column's row from memory: 1.6 million pairs took 0.49 s at CityFlow size, noise 3).
+        """
         n = self.xc[0].shape[0]
-        crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
-        crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
+        dots = [torch.empty(rows.numel(), dtype=x.dtype, device=x.device) for x in self.xc]
+        bounds = torch.searchsorted(rows, torch.arange(0, n + _PAIR_ROWS, _PAIR_ROWS, device=rows.device)).tolist()
+        for r0, (s, e) in zip(range(0, n, _PAIR_ROWS), zip(bounds[:-1], bounds[1:])):
+            if s == e:
+                continue
+            m = min(_PAIR_ROWS, n - r0)
+            code, order = (cols[s:e] * m + (rows[s:e] - r0)).sort()
+            crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
+            crow[1:] = torch.bincount(code // m, minlength=n).cumsum(0)
+            for x, out in zip(self.xc, dots):
+                out[s + order] = _sampled_dots(crow, code % m, x, x[r0 : r0 + m])
 
         def squared() -> Iterator[Tensor]:
-            for x, sq in zip(self.xc, self.sq):
-                dot = _sampled_dots(crow, cols, x, x)
+            for sq, dot in zip(self.sq, dots):
                 yield (sq[rows] + sq[cols] - 2.0 * dot).clamp_(min=0)
 
         return self._fuse(squared())
