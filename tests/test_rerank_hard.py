@@ -261,6 +261,89 @@ def test_waiting_rows_get_their_exact_maximum(monkeypatch, defer_rows):
     np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 
 
+# --- capture thresholds (large screened searches) -------------------------------------------
+
+
+@pytest.fixture
+def capture(monkeypatch):
+    """Capture thresholds at test sizes: every screened search takes them, from ~64 sampled
+    columns (the real size is 2048 of at least 8192 rows)."""
+    monkeypatch.setattr(_nb, "_CAPTURE_ROWS", 0)
+    monkeypatch.setattr(_nb, "_SAMPLE", 64)
+    return monkeypatch
+
+
+def _search(q: np.ndarray, g: np.ndarray, k1: int, k2: int, chunk: int) -> _nb._FeatureSearch:
+    x = torch.from_numpy(np.concatenate([q, g]))
+    return _nb._FeatureSearch([x], [1.0], len(q), k1, k2, chunk)
+
+
+@_bf16
+@pytest.mark.parametrize("noise", [0.5, 3.0, 4.0])
+@pytest.mark.parametrize("sd", [3.0, -3.0])
+def test_capture_thresholds_match_reference(capture, noise, sd):
+    """Captured candidates give the reference's result on easy and hard features. With
+    ``sd = -3`` the thresholds sit below many rows' k1 + 1-th value: those rows cannot be
+    certified from what was captured and take the full-row path, and the result is unchanged."""
+    capture.setattr(_nb, "_CAPTURE_SD", sd)
+    q, g, _, _, ref = _case(noise)
+    search = _search(q, g, K1, K2, 150)
+    assert search.capture
+    exact = torch.cdist(*(torch.from_numpy(np.concatenate([q, g])).double(),) * 2).square()
+    kth = exact.sort(dim=1).values[:, K1].float()
+    short = int((search.lb <= kth[search.perm]).sum())
+    assert (short > 100) if sd < 0 else (short == 0)
+    np.testing.assert_allclose(rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=150), ref, atol=ATOL, rtol=0)
+
+
+@_bf16
+def test_capture_gives_exact_maxima_among_crowded_far_points(capture):
+    """Forty far points differ by ~1e-3 per coordinate, less than bfloat16 can tell apart, and
+    most of them are not sampled: a row's largest is then often one whose screened value is
+    below the sample's largest. Every row's far list must hold them all (a threshold at the
+    sample's largest loses them), and the maximum is the exact one."""
+    q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
+    far = 5.0 + 1e-3 * np.random.default_rng(3).standard_normal((40, 64))
+    x = torch.from_numpy(np.concatenate([q, g, far]).astype(np.float32))
+    search = _nb._FeatureSearch([x.clone()], [1.0], 20, 30, 6, 40)
+    assert search.capture
+    search.run()
+    exact = torch.cdist(x.double(), x.double()).square().amax(1)
+    np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
+
+
+@_bf16
+def test_capture_declined_when_duplicates_would_flood_it(capture):
+    """A gallery made mostly of one repeated feature would put hundreds of entries under every
+    threshold: the sample predicts it and the search keeps top-k selections (and its result)."""
+    capture.setattr(_nb, "_CAPTURE_LIMIT", 2)
+    q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
+    assert _search(q, g, 30, 6, 40).capture
+    g = np.concatenate([g, np.repeat(g[:1], 400, axis=0)])
+    assert not _search(q, g, 30, 6, 40).capture
+    ref = stable_reference_re_ranking()(*_blocks(q, g), 30, 6, 0.1)
+    np.testing.assert_allclose(rerank(q, g, k1=30, k2=6, lambda_value=0.1, chunk_size=40), ref, atol=ATOL, rtol=0)
+
+
+def test_padded_rows_from_sorted_parts():
+    """Ragged entries from several row-sorted parts land in their rows, each row's entries in
+    part order, unused slots filled."""
+    rng = np.random.default_rng(4)
+    parts, want = [], [[] for _ in range(6)]
+    for _ in range(3):
+        rows = np.sort(rng.integers(10, 16, 12))
+        cols, vals = rng.integers(0, 99, 12), rng.standard_normal(12).astype(np.float32)
+        parts.append((torch.from_numpy(rows).int(), torch.from_numpy(cols), torch.from_numpy(vals)))
+        for r, c, v in zip(rows, cols, vals):
+            want[r - 10].append((c, v))
+    pv, pi = _nb._padded(parts, 10, 6, float("inf"))
+    assert pv.shape[1] == max(len(w) for w in want)
+    for r, w in enumerate(want):
+        assert pi[r, : len(w)].tolist() == [c for c, _ in w]
+        assert pv[r, : len(w)].tolist() == [float(v) for _, v in w]
+        assert bool((pi[r, len(w) :] == -1).all()) and bool(torch.isinf(pv[r, len(w) :]).all())
+
+
 def test_close_cuts_are_settled_from_float64_values_around_them():
     """Float32 values off by up to ``rad`` cannot order the positions around a cut; the lists
     take float64 values there. Row 0: the float32 order of exact ranks 2-4 is reversed, so the

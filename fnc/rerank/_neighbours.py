@@ -59,6 +59,18 @@ _SCREEN_MARGIN = 120
 # Largest values kept per row when screening, in units of _MAX_KEEP: the maximum's band holds a
 # few columns; a row with more takes its maximum from its full float32 row.
 _SCREEN_KEEP = 4
+# Capture thresholds (see _FeatureSearch._thresholds): screened searches of at least this many
+# rows find their candidates by comparing each block with per-row thresholds taken from about
+# _SAMPLE sampled columns, instead of by top-k selections along the block's rows and columns.
+_CAPTURE_ROWS = 8192
+_SAMPLE = 2048
+# A row's threshold is its sample's j-th smallest, j its sampled share of k_buf plus this many
+# standard deviations: fewer than k_buf values below it is then a 1-in-700 event per row, and
+# still harmless unless far fewer (the buffer is only cut shorter; see docs/rerank.md).
+_CAPTURE_SD = 3.0
+# Captures the sample predicts per row, in units of k_buf, above which the search keeps top-k
+# selections (many exact duplicates would make every threshold admit them all).
+_CAPTURE_LIMIT = 8
 
 
 def _sampled_dots(crow: Tensor, cols: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -385,6 +397,9 @@ class _Features:
         self.sq = [_row_sq(x) for x in self.xc]
         self._buf: Tensor | None = None
         self._dot_buf: Tensor | None = None
+        self._mask_a: Tensor | None = None
+        self._mask_b: Tensor | None = None
+        self._mask_t: Tensor | None = None
         self._norms: Tensor | None = None
         self.screen = screen and self.single and screening_available(self.xc[0])
         if self.screen:
@@ -413,12 +428,29 @@ class _Features:
             setattr(self, name, buf)
         return buf[:numel]
 
-    def reserve(self, numel: int) -> None:
-        """Allocate the reused block buffers for blocks of up to ``numel`` entries."""
+    def reserve(self, numel: int, masks: bool = False) -> None:
+        """Allocate the reused block buffers for blocks of up to ``numel`` entries (and three
+        boolean masks of that size when ``masks``)."""
         if self.single:
             self._reuse("_buf", numel, self.dtype, self.xc[0].device)
         if self.screen:
             self._reuse("_dot_buf", numel, self.xb.dtype, self.xb.device)
+        if masks:
+            self.masks(numel)
+
+    def masks(self, numel: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Three reused boolean buffers of ``numel`` entries."""
+        dev = self.xc[0].device
+        return tuple(self._reuse(name, numel, torch.bool, dev) for name in ("_mask_a", "_mask_b", "_mask_t"))
+
+    def screened_against(self, r0: int, r1: int, xs: Tensor, sqs: Tensor) -> Tensor:
+        """Screened values of rows ``r0:r1`` against bfloat16 rows ``xs`` of squared norms
+        ``sqs`` (gathered from ``xb`` and ``sq``): the same expression as a screened
+        :meth:`block`, so the same band holds."""
+        x, sq = self.xb, self.sq[0]
+        s = torch.mm(x[r0:r1], xs.T).float()
+        torch.add(sqs.unsqueeze(0), s, alpha=-2.0, out=s)
+        return s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
 
     def block(self, r0: int, r1: int, c0: int, screened: bool = False) -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``.
@@ -449,7 +481,7 @@ class _Features:
         return self._fuse(squared())
 
     def release(self) -> None:
-        self._buf = self._dot_buf = None
+        self._buf = self._dot_buf = self._mask_a = self._mask_b = self._mask_t = None
         if self.screen:
             del self.xb
 
@@ -580,6 +612,28 @@ class _Features:
         return eps * (self._norms[rows] + self._norm_max) ** 2
 
 
+def _padded(parts: list[tuple[Tensor, Tensor, Tensor]], r0: int, m: int, fill: float) -> tuple[Tensor, Tensor]:
+    """Ragged entries of rows ``r0:r0 + m`` as ``(m, w)`` values and columns, ``w`` the longest
+    row; unused slots hold ``fill`` and column -1. Each part is ``(rows, cols, vals)`` sorted
+    by row, so a slot is the part's offset in the row plus the entry's rank in its run (no sort)."""
+    rows = [r.long() - r0 for r, _, _ in parts]
+    counts = [torch.bincount(r, minlength=m) for r in rows]
+    total = torch.stack(counts).sum(0)
+    w = max(1, int(total.max()))
+    dev, dtype = parts[0][2].device, parts[0][2].dtype
+    pv = torch.full((m * w,), fill, dtype=dtype, device=dev)
+    pi = torch.full((m * w,), -1, dtype=torch.long, device=dev)
+    base = torch.zeros(m, dtype=torch.long, device=dev)
+    for r, count, (_, c, v) in zip(rows, counts, parts):
+        if r.numel():
+            first = base - (count.cumsum(0) - count)
+            slot = r * w + first.index_select(0, r) + torch.arange(r.numel(), device=dev)
+            pv.index_copy_(0, slot, v.to(dtype))
+            pi.index_copy_(0, slot, c.long())
+        base += count
+    return pv.view(m, w), pi.view(m, w)
+
+
 def _column_k(k_keep: int, k_buf: int, rows: int, n: int) -> int:
     """Candidates kept per column from a block of ``rows`` of the ``n`` shuffled rows.
 
@@ -639,16 +693,21 @@ class _FeatureSearch:
         self.cuts = _cuts(k1, k2, n)
         self.unit_key = self.f.single and self.f.w[0] == 1.0
         dt = self.f.dtype
-        # Column candidates are appended block after block at a shared offset and merged with a
-        # row's own top-k once, when its block comes; they are compacted only if they overflow.
-        self.width = max(_CAND_SLOTS * self.k_buf, 2 * self.k_buf)
-        self.cand_v = torch.empty((n, self.width), dtype=dt, device=device)
-        # int32 columns: the largest array of the pass (n x width), 4 bytes an entry saved.
-        self.cand_i = torch.empty((n, self.width), dtype=torch.int32 if n < 2**31 else torch.long, device=device)
-        self.off = 0
-        self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
-        self.top_v = torch.full((n, self.max_keep), -math.inf, dtype=dt, device=device)
-        self.top_i = torch.full((n, self.max_keep), -1, dtype=torch.long, device=device)
+        self.capture = self.screen and device.type == "cpu" and n >= _CAPTURE_ROWS and self._thresholds()
+        if not self.capture:
+            # Column candidates are appended block after block at a shared offset and merged with
+            # a row's own top-k once, when its block comes; compacted only if they overflow.
+            self.width = max(_CAND_SLOTS * self.k_buf, 2 * self.k_buf)
+            self.cand_v = torch.empty((n, self.width), dtype=dt, device=device)
+            # int32 columns: the largest array of the pass (n x width), 4 bytes an entry saved.
+            self.cand_i = torch.empty((n, self.width), dtype=torch.int32 if n < 2**31 else torch.long, device=device)
+            self.off = 0
+            self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
+            self.top_v = torch.full((n, self.max_keep), -math.inf, dtype=dt, device=device)
+            self.top_i = torch.full((n, self.max_keep), -1, dtype=torch.long, device=device)
+        # Captured entries of earlier blocks for later rows, per list ("near", "far"): chunks of
+        # (row, column, value) sorted by row, and how far each has been handed out.
+        self._pending: dict[str, list[list]] = {"near": [], "far": []}
         self.nbr = torch.empty(n, self.k_keep, dtype=torch.long, device=device)
         self.nval = torch.empty(n, self.k_keep, dtype=torch.float32, device=device)
         self.qg = torch.empty(nq, n - nq, dtype=torch.float32, device=device)
@@ -662,11 +721,17 @@ class _FeatureSearch:
     def run(self) -> Neighbours:
         # The largest block first: growing the buffers later would leave the smaller ones behind
         # (the query block comes first and is often the smaller).
-        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in self._blocks()))
+        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in self._blocks()), masks=self.capture)
         for r0, r1 in self._blocks():
             # Query blocks stay float32: their values are the query-gallery output.
             screened = self.screen and r0 >= self.nq
             s = self.f.block(r0, r1, r0, screened)
+            if self.capture:
+                cv, ci = self._capture(s, r0, r1, screened)
+                self._store_query_block(s, r0, r1)
+                del s
+                self._finalise_block(cv, ci, r0, r1, screened)
+                continue
             cv, ci = self._row_candidates(s, r0, r1)
             self._keep_largest(s, r0, r1)
             if r1 < self.n:
@@ -708,6 +773,152 @@ class _FeatureSearch:
         for block in self._deferred:
             self._finalise_block(*block)
         self._deferred, self._waiting = [], []
+
+    # --- capture thresholds ---------------------------------------------------------------
+
+    def _thresholds(self) -> bool:
+        """Per-row thresholds from sampled columns; whether the search uses them.
+
+        Every ``step``-th row of the shuffled order is a sampled column (a uniform sample of the
+        row's values, whatever the features, as the shuffle does not depend on them). For row
+        ``i`` with screened sample values ``w``:
+
+        - ``near[i]``: the ``j``-th smallest of ``w``. At least ``j`` values of the row are at
+          most it, so a block entry is *captured* for the row's near list when its block value
+          is ``<= near[i]``, and every entry not captured has an exact value of at least
+          ``lb[i] = near[i] - band(near[i])``;
+        - ``far[i]``: ``max(w) - band(max(w))`` is a lower bound on the exact maximum, and an
+          entry whose block value is below ``far[i] = max(w) - band(max(w)) - band_max`` (the
+          band's largest value for the row) has an exact value below that bound: it can neither
+          be the maximum nor tie it. Entries at or above ``far[i]`` are captured for the far list.
+
+        Returns False (top-k selections instead) when the sample predicts more than
+        ``_CAPTURE_LIMIT * k_buf`` captures per row on average.
+        """
+        f, n = self.f, self.n
+        step = max(1, n // _SAMPLE)
+        samp = torch.arange(0, n, step, device=self.device)
+        m = samp.numel()
+        p = min(1.0, m / n)
+        mean = self.k_buf * p
+        j = max(1, min(m, math.ceil(mean + _CAPTURE_SD * math.sqrt(mean * (1.0 - p))) + 1))
+        near = torch.empty(n, dtype=torch.float32, device=self.device)
+        top = torch.empty_like(near)
+        count = torch.zeros(n, dtype=torch.int32, device=self.device)
+        xs, sqs = f.xb.index_select(0, samp), f.sq[0][samp]
+        for a in range(0, n, _PAIR_ROWS):
+            b = min(a + _PAIR_ROWS, n)
+            w = f.screened_against(a, b, xs, sqs)
+            near[a:b] = _select(w, j, dim=1)[0].amax(1)
+            top[a:b] = w.amax(1)
+            far = self._far_bound(slice(a, b), top[a:b])
+            count[a:b] = (w <= near[a:b].unsqueeze(1)).sum(1, dtype=torch.int32)
+            count[a:b] += (w >= far.unsqueeze(1)).sum(1, dtype=torch.int32)
+        if float(count.double().mean()) * (n / m) > _CAPTURE_LIMIT * self.k_buf:
+            return False
+        rows = slice(0, n)
+        self.near = near
+        self.far = self._far_bound(rows, top)
+        self.lb = near - f.band(rows, near, screened=True)
+        return True
+
+    def _far_bound(self, rows: slice, top: Tensor) -> Tensor:
+        f = self.f
+        widest = f.band(rows, torch.zeros_like(top), screened=True)
+        return top - f.band(rows, top, screened=True) - widest
+
+    def _capture(self, s: Tensor, r0: int, r1: int, screened: bool) -> tuple[Tensor, Tensor]:
+        """Capture block ``s``'s entries against the thresholds: the block's rows get their near
+        buffers (returned, as :meth:`_row_candidates` does) and their maxima (set); entries for
+        later rows wait in ``_pending`` for those rows' blocks.
+
+        Each row's captured set is complete when its block comes: its columns from ``r0`` on are
+        in its own block row, the earlier ones were captured, as columns, by the earlier blocks.
+        """
+        n, rb = self.n, r1 - r0
+        width = s.shape[1]
+        near, far = self.near, self.far
+        ma, mb, mt = self.f.masks(s.numel())
+        # Entries some list of the block's own rows captures: comparisons into reused buffers
+        # (no temporary per comparison), then one pass for the positions.
+        own_m, tmp = ma.view(s.shape), mt.view(s.shape)
+        torch.le(s, near[r0:r1].unsqueeze(1), out=own_m)
+        torch.ge(s, far[r0:r1].unsqueeze(1), out=tmp)
+        own_m |= tmp
+        flat = own_m.view(-1).nonzero().squeeze(1)
+        v = s.view(-1).index_select(0, flat)
+        i = flat // width
+        row, col = i + r0, flat - i * width + r0
+        own = {
+            "near": (v <= near.index_select(0, row)).nonzero().squeeze(1),
+            "far": (v >= far.index_select(0, row)).nonzero().squeeze(1),
+        }
+        if r1 < n:
+            # The same for later rows, along the block's columns: the block's row is their column.
+            later_s = s[:, rb:]
+            shape = later_s.shape
+            lat_m, tmp = mb[: later_s.numel()].view(shape), mt[: later_s.numel()].view(shape)
+            torch.le(later_s, near[r1:].unsqueeze(0), out=lat_m)
+            torch.ge(later_s, far[r1:].unsqueeze(0), out=tmp)
+            lat_m |= tmp
+            flat2 = lat_m.view(-1).nonzero().squeeze(1)
+            i2 = flat2 // shape[1]
+            j2 = flat2 - i2 * shape[1]
+            v2 = s.view(-1).index_select(0, i2 * width + rb + j2)
+            dest, src = j2 + r1, i2 + r0
+            for name, thr, keep in (("near", near, torch.le), ("far", far, torch.ge)):
+                sel = keep(v2, thr.index_select(0, dest)).nonzero().squeeze(1)
+                d, o = dest.index_select(0, sel).to(torch.int32).sort()
+                if d.numel():
+                    o = sel.index_select(0, o)
+                    self._pending[name].append([d, src.index_select(0, o).to(torch.int32), v2.index_select(0, o), 0])
+        out = {}
+        for name, fill in (("near", math.inf), ("far", -math.inf)):
+            e = own[name]
+            parts = [(row.index_select(0, e), col.index_select(0, e), v.index_select(0, e))]
+            parts += self._handed_out(name, r1)
+            out[name] = _padded(parts, r0, rb, fill)
+        self._capture_max(r0, r1, out["far"][1], out["far"][0], screened)
+        return self._near_buffer(*out["near"])
+
+    def _handed_out(self, name: str, r1: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Pending entries of ``name`` for rows before ``r1`` (all rows from the current block
+        on have not been handed out yet), removed from the pending chunks."""
+        out, left = [], []
+        for chunk in self._pending[name]:
+            dest, src, val, pos = chunk
+            end = int(torch.searchsorted(dest, r1))
+            if end > pos:
+                out.append((dest[pos:end], src[pos:end], val[pos:end]))
+            chunk[3] = end
+            if end < dest.numel():
+                left.append(chunk)
+        self._pending[name] = left
+        return out
+
+    def _near_buffer(self, pv: Tensor, pi: Tensor) -> tuple[Tensor, Tensor]:
+        """The ``k_buf`` smallest captured entries per row, sorted (padded with inf / -1)."""
+        k_buf = self.k_buf
+        if pv.shape[1] >= k_buf:
+            top = torch.topk(pv, k_buf, dim=1, largest=False)
+            return top.values, pi.gather(1, top.indices)
+        v, o = pv.sort(dim=1)
+        pad = k_buf - pv.shape[1]
+        cv = torch.cat([v, v.new_full((v.shape[0], pad), math.inf)], 1)
+        ci = torch.cat([pi.gather(1, o), pi.new_full((v.shape[0], pad), -1)], 1)
+        return cv, ci
+
+    def _capture_max(self, r0: int, r1: int, cols: Tensor, vals: Tensor, screened: bool) -> None:
+        """Exact row maxima of the block's rows from their far lists (see :meth:`_thresholds`):
+        every column that could be a row's maximum was captured."""
+        f = self.f
+        rows = torch.arange(r0, r1, device=self.device)
+        # A gallery row's far list mixes float32 values (from the query block) and screened ones.
+        v = f.row_pairs(r0, r1, cols, -math.inf) if self.screen and r1 > self.nq else vals
+        mx = self._exact_max(rows, cols, v)
+        key = f.key(mx)
+        _check_row_max(key, r0, "stacked distance")
+        self.row_max[r0:r1] = key
 
     def _row_candidates(self, s: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
         """The ``k_buf`` smallest of each row's own block and its stored column candidates."""
