@@ -63,6 +63,9 @@ _SCREEN_KEEP = 4
 # rows find their candidates by comparing each block with per-row thresholds taken from about
 # _SAMPLE sampled columns, instead of by top-k selections along the block's rows and columns.
 _CAPTURE_ROWS = 8192
+# ... and at most this many: at 1000 x 100,000 (noise 4) capture took 67-72 s but peaked at
+# 4115-4141 MiB above the inputs, over the 4 GiB the top-k path stays under (3728 MiB, 87 s).
+_CAPTURE_MAX_ROWS = 50_000
 _SAMPLE = 2048
 # A row's threshold is its sample's j-th smallest, j its sampled share of k_buf plus this many
 # standard deviations: fewer than k_buf values below it is then a 1-in-700 event per row, and
@@ -398,7 +401,6 @@ class _Features:
         self._buf: Tensor | None = None
         self._dot_buf: Tensor | None = None
         self._mask_a: Tensor | None = None
-        self._mask_b: Tensor | None = None
         self._mask_t: Tensor | None = None
         self._norms: Tensor | None = None
         self.screen = screen and self.single and screening_available(self.xc[0])
@@ -429,7 +431,7 @@ class _Features:
         return buf[:numel]
 
     def reserve(self, numel: int, masks: bool = False) -> None:
-        """Allocate the reused block buffers for blocks of up to ``numel`` entries (and three
+        """Allocate the reused block buffers for blocks of up to ``numel`` entries (and two
         boolean masks of that size when ``masks``)."""
         if self.single:
             self._reuse("_buf", numel, self.dtype, self.xc[0].device)
@@ -438,10 +440,10 @@ class _Features:
         if masks:
             self.masks(numel)
 
-    def masks(self, numel: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Three reused boolean buffers of ``numel`` entries."""
+    def masks(self, numel: int) -> tuple[Tensor, Tensor]:
+        """Two reused boolean buffers of ``numel`` entries."""
         dev = self.xc[0].device
-        return tuple(self._reuse(name, numel, torch.bool, dev) for name in ("_mask_a", "_mask_b", "_mask_t"))
+        return self._reuse("_mask_a", numel, torch.bool, dev), self._reuse("_mask_t", numel, torch.bool, dev)
 
     def screened_against(self, r0: int, r1: int, xs: Tensor, sqs: Tensor) -> Tensor:
         """Screened values of rows ``r0:r1`` against bfloat16 rows ``xs`` of squared norms
@@ -481,7 +483,7 @@ class _Features:
         return self._fuse(squared())
 
     def release(self) -> None:
-        self._buf = self._dot_buf = self._mask_a = self._mask_b = self._mask_t = None
+        self._buf = self._dot_buf = self._mask_a = self._mask_t = None
         if self.screen:
             del self.xb
 
@@ -669,6 +671,10 @@ class _FeatureSearch:
     - column candidates: from each earlier block, the ``_column_k`` nearest of that block, and
       in ``lb`` the smallest value a block left out (a lower bound on everything not kept);
     - its ``max_keep`` largest values and their columns, from which the exact maximum follows.
+
+    Large screened searches (``capture``) keep neither: each block is compared with per-row
+    thresholds from sampled columns (:meth:`_thresholds`), and what falls below or above them
+    is captured for the rows concerned (:meth:`_capture`).
     """
 
     def __init__(self, xs: list[Tensor | Stacked], weights: list[float], nq: int, k1: int, k2: int, chunk: int) -> None:
@@ -693,7 +699,9 @@ class _FeatureSearch:
         self.cuts = _cuts(k1, k2, n)
         self.unit_key = self.f.single and self.f.w[0] == 1.0
         dt = self.f.dtype
-        self.capture = self.screen and device.type == "cpu" and n >= _CAPTURE_ROWS and self._thresholds()
+        self.capture = (
+            self.screen and device.type == "cpu" and _CAPTURE_ROWS <= n <= _CAPTURE_MAX_ROWS and self._thresholds()
+        )
         if not self.capture:
             # Column candidates are appended block after block at a shared offset and merged with
             # a row's own top-k once, when its block comes; compacted only if they overflow.
@@ -838,7 +846,7 @@ class _FeatureSearch:
         n, rb = self.n, r1 - r0
         width = s.shape[1]
         near, far = self.near, self.far
-        ma, mb, mt = self.f.masks(s.numel())
+        ma, mt = self.f.masks(s.numel())
         # Entries some list of the block's own rows captures: comparisons into reused buffers
         # (no temporary per comparison), then one pass for the positions.
         own_m, tmp = ma.view(s.shape), mt.view(s.shape)
@@ -857,7 +865,8 @@ class _FeatureSearch:
             # The same for later rows, along the block's columns: the block's row is their column.
             later_s = s[:, rb:]
             shape = later_s.shape
-            lat_m, tmp = mb[: later_s.numel()].view(shape), mt[: later_s.numel()].view(shape)
+            # The own mask is spent (its positions are taken): its buffer is reused.
+            lat_m, tmp = ma[: later_s.numel()].view(shape), mt[: later_s.numel()].view(shape)
             torch.le(later_s, near[r1:].unsqueeze(0), out=lat_m)
             torch.ge(later_s, far[r1:].unsqueeze(0), out=tmp)
             lat_m |= tmp
