@@ -68,8 +68,9 @@ _CAPTURE_ROWS = 8192
 _CAPTURE_MAX_ROWS = 50_000
 _SAMPLE = 2048
 # A row's threshold is its sample's j-th smallest, j its sampled share of k_buf plus this many
-# standard deviations: fewer than k_buf values below it is then a 1-in-700 event per row, and
-# still harmless unless far fewer (the buffer is only cut shorter; see docs/rerank.md).
+# standard deviations: fewer than k_buf values below it is then about a 1-in-700 event per row
+# (normal approximation), and still harmless unless far fewer (the buffer is only cut shorter;
+# see docs/rerank.md).
 _CAPTURE_SD = 3.0
 # Captures the sample predicts per row, in units of k_buf, above which the search keeps top-k
 # selections (many exact duplicates would make every threshold admit them all).
@@ -232,6 +233,13 @@ def _row_sq(x: Tensor) -> Tensor:
         xa = x[a : a + _ROWS_STEP]
         out[a : a + _ROWS_STEP] = (xa * xa).sum(1)
     return out
+
+
+def _expand(s: Tensor, sq_cols: Tensor, sq_rows: Tensor) -> Tensor:
+    """``|a|^2 + |b|^2 - 2 s`` in place on float32 dot products ``s``, clamped at 0: the one
+    expression every screened value comes from, which :class:`_ScreenBand` bounds."""
+    torch.add(sq_cols.unsqueeze(0), s, alpha=-2.0, out=s)
+    return s.add_(sq_rows.unsqueeze(1)).clamp_(min=0)
 
 
 def _stable_sort_rows(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -449,10 +457,7 @@ class _Features:
         """Screened values of rows ``r0:r1`` against bfloat16 rows ``xs`` of squared norms
         ``sqs`` (gathered from ``xb`` and ``sq``): the same expression as a screened
         :meth:`block`, so the same band holds."""
-        x, sq = self.xb, self.sq[0]
-        s = torch.mm(x[r0:r1], xs.T).float()
-        torch.add(sqs.unsqueeze(0), s, alpha=-2.0, out=s)
-        return s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
+        return _expand(torch.mm(self.xb[r0:r1], xs.T).float(), sqs, self.sq[0][r0:r1])
 
     def block(self, r0: int, r1: int, c0: int, screened: bool = False) -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``.
@@ -466,9 +471,7 @@ class _Features:
             torch.mm(x[r0:r1], x[c0:].T, out=dot)
             s = self._reuse("_buf", shape[0] * shape[1], sq.dtype, x.device).view(shape)
             # Widened first: a mixed-dtype add is about 10x slower than the copy and two adds.
-            s.copy_(dot)
-            torch.add(sq[c0:].unsqueeze(0), s, alpha=-2.0, out=s)
-            return s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
+            return _expand(s.copy_(dot), sq[c0:], sq[r0:r1])
 
         def squared() -> Iterator[Tensor]:
             for x, sq in zip(self.xc, self.sq):
@@ -811,23 +814,20 @@ class _FeatureSearch:
         mean = self.k_buf * p
         j = max(1, min(m, math.ceil(mean + _CAPTURE_SD * math.sqrt(mean * (1.0 - p))) + 1))
         near = torch.empty(n, dtype=torch.float32, device=self.device)
-        top = torch.empty_like(near)
+        far = torch.empty_like(near)
         count = torch.zeros(n, dtype=torch.int32, device=self.device)
         xs, sqs = f.xb.index_select(0, samp), f.sq[0][samp]
         for a in range(0, n, _PAIR_ROWS):
             b = min(a + _PAIR_ROWS, n)
             w = f.screened_against(a, b, xs, sqs)
             near[a:b] = _select(w, j, dim=1)[0].amax(1)
-            top[a:b] = w.amax(1)
-            far = self._far_bound(slice(a, b), top[a:b])
+            far[a:b] = self._far_bound(slice(a, b), w.amax(1))
             count[a:b] = (w <= near[a:b].unsqueeze(1)).sum(1, dtype=torch.int32)
-            count[a:b] += (w >= far.unsqueeze(1)).sum(1, dtype=torch.int32)
+            count[a:b] += (w >= far[a:b].unsqueeze(1)).sum(1, dtype=torch.int32)
         if float(count.double().mean()) * (n / m) > _CAPTURE_LIMIT * self.k_buf:
             return False
-        rows = slice(0, n)
-        self.near = near
-        self.far = self._far_bound(rows, top)
-        self.lb = near - f.band(rows, near, screened=True)
+        self.near, self.far = near, far
+        self.lb = near - f.band(slice(0, n), near, screened=True)
         return True
 
     def _far_bound(self, rows: slice, top: Tensor) -> Tensor:
@@ -923,7 +923,7 @@ class _FeatureSearch:
         f = self.f
         rows = torch.arange(r0, r1, device=self.device)
         # A gallery row's far list mixes float32 values (from the query block) and screened ones.
-        v = f.row_pairs(r0, r1, cols, -math.inf) if self.screen and r1 > self.nq else vals
+        v = f.row_pairs(r0, r1, cols, -math.inf) if screened else vals
         mx = self._exact_max(rows, cols, v)
         key = f.key(mx)
         _check_row_max(key, r0, "stacked distance")
