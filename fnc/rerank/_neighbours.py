@@ -847,34 +847,34 @@ class _FeatureSearch:
         width = s.shape[1]
         near, far = self.near, self.far
         ma, mt = self.f.masks(s.numel())
-        # Entries some list of the block's own rows captures: comparisons into reused buffers
-        # (no temporary per comparison), then one pass for the positions.
-        own_m, tmp = ma.view(s.shape), mt.view(s.shape)
-        torch.le(s, near[r0:r1].unsqueeze(1), out=own_m)
+        # One mask of the entries some list captures, its own rows' lists and, along the
+        # columns from r1 on, the later rows' (comparisons into reused buffers, no temporary
+        # per comparison), then one pass for the positions; which list wants an entry is then
+        # decided on the few captured.
+        hit, tmp = ma.view(s.shape), mt.view(s.shape)
+        torch.le(s, near[r0:r1].unsqueeze(1), out=hit)
         torch.ge(s, far[r0:r1].unsqueeze(1), out=tmp)
-        own_m |= tmp
-        flat = own_m.view(-1).nonzero().squeeze(1)
+        hit |= tmp
+        if r1 < n:
+            # The block's row is the later rows' column.
+            later_s, later_m, later_t = s[:, rb:], hit[:, rb:], tmp[:, rb:]
+            torch.le(later_s, near[r1:].unsqueeze(0), out=later_t)
+            later_m |= later_t
+            torch.ge(later_s, far[r1:].unsqueeze(0), out=later_t)
+            later_m |= later_t
+        flat = hit.view(-1).nonzero().squeeze(1)
         v = s.view(-1).index_select(0, flat)
         i = flat // width
-        row, col = i + r0, flat - i * width + r0
+        c = flat - i * width
+        row, col = i + r0, c + r0
         own = {
             "near": (v <= near.index_select(0, row)).nonzero().squeeze(1),
             "far": (v >= far.index_select(0, row)).nonzero().squeeze(1),
         }
         if r1 < n:
-            # The same for later rows, along the block's columns: the block's row is their column.
-            later_s = s[:, rb:]
-            shape = later_s.shape
-            # The own mask is spent (its positions are taken): its buffer is reused.
-            lat_m, tmp = ma[: later_s.numel()].view(shape), mt[: later_s.numel()].view(shape)
-            torch.le(later_s, near[r1:].unsqueeze(0), out=lat_m)
-            torch.ge(later_s, far[r1:].unsqueeze(0), out=tmp)
-            lat_m |= tmp
-            flat2 = lat_m.view(-1).nonzero().squeeze(1)
-            i2 = flat2 // shape[1]
-            j2 = flat2 - i2 * shape[1]
-            v2 = s.view(-1).index_select(0, i2 * width + rb + j2)
-            dest, src = j2 + r1, i2 + r0
+            # Entries for later rows: the destination row is the entry's column.
+            lat = (c >= rb).nonzero().squeeze(1)
+            dest, src, v2 = col.index_select(0, lat), row.index_select(0, lat), v.index_select(0, lat)
             for name, thr, keep in (("near", near, torch.le), ("far", far, torch.ge)):
                 sel = keep(v2, thr.index_select(0, dest)).nonzero().squeeze(1)
                 d, o = dest.index_select(0, sel).to(torch.int32).sort()
