@@ -274,26 +274,33 @@ def capture(monkeypatch):
 
 
 def _search(q: np.ndarray, g: np.ndarray, k1: int, k2: int, chunk: int) -> _nb._FeatureSearch:
+    """A search after its pass (whether it captured is decided in it)."""
     x = torch.from_numpy(np.concatenate([q, g]))
-    return _nb._FeatureSearch([x], [1.0], len(q), k1, k2, chunk)
+    search = _nb._FeatureSearch([x], [1.0], len(q), k1, k2, chunk)
+    search.run()
+    return search
 
 
 @_bf16
 @pytest.mark.parametrize("noise", [0.5, 3.0, 4.0])
 @pytest.mark.parametrize("sd", [3.0, -3.0])
-def test_capture_thresholds_match_reference(capture, noise, sd):
-    """Captured candidates give the reference's result on easy and hard features. With
-    ``sd = -3`` the thresholds sit below many rows' k1 + 1-th value: those rows cannot be
-    certified from what was captured and take the full-row path, and the result is unchanged."""
+@pytest.mark.parametrize("chunk", [150, 60])
+def test_capture_thresholds_match_reference(capture, noise, sd, chunk):
+    """Captured candidates give the reference's result on easy and hard features, with the
+    first gallery block as the sample (one query block, ``chunk=150``) and with sampled
+    columns (the 100 queries take two blocks). With ``sd = -3`` the thresholds sit below many
+    rows' k1 + 1-th value: those rows cannot be certified from what was captured and take the
+    full-row path, and the result is unchanged."""
     capture.setattr(_nb, "_CAPTURE_SD", sd)
     q, g, _, _, ref = _case(noise)
-    search = _search(q, g, K1, K2, 150)
-    assert search.capture
+    search = _search(q, g, K1, K2, chunk)
+    assert search.capture and search.block_sample == (chunk == 150)
     exact = torch.cdist(*(torch.from_numpy(np.concatenate([q, g])).double(),) * 2).square()
     kth = exact.sort(dim=1).values[:, K1].float()
     short = int((search.lb <= kth[search.perm]).sum())
     assert (short > 100) if sd < 0 else (short == 0)
-    np.testing.assert_allclose(rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=150), ref, atol=ATOL, rtol=0)
+    out = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=chunk)
+    np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
 @_bf16
@@ -306,8 +313,8 @@ def test_capture_gives_exact_maxima_among_crowded_far_points(capture):
     far = 5.0 + 1e-3 * np.random.default_rng(3).standard_normal((40, 64))
     x = torch.from_numpy(np.concatenate([q, g, far]).astype(np.float32))
     search = _nb._FeatureSearch([x.clone()], [1.0], 20, 30, 6, 40)
-    assert search.capture
     search.run()
+    assert search.capture and search.block_sample
     exact = torch.cdist(x.double(), x.double()).square().amax(1)
     np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 

@@ -407,6 +407,7 @@ class _Features:
             self.xs, self.perm = self.xc, None
         self.sq = [_row_sq(x) for x in self.xc]
         self._buf: Tensor | None = None
+        self._buf2: Tensor | None = None
         self._dot_buf: Tensor | None = None
         self._mask_a: Tensor | None = None
         self._mask_t: Tensor | None = None
@@ -438,11 +439,13 @@ class _Features:
             setattr(self, name, buf)
         return buf[:numel]
 
-    def reserve(self, numel: int, masks: bool = False) -> None:
+    def reserve(self, numel: int, masks: bool = False, second: int = 0) -> None:
         """Allocate the reused block buffers for blocks of up to ``numel`` entries (and two
-        boolean masks of that size when ``masks``)."""
+        boolean masks of that size when ``masks``, and a second float32 buffer of ``second``)."""
         if self.single:
             self._reuse("_buf", numel, self.dtype, self.xc[0].device)
+            if second:
+                self._reuse("_buf2", second, self.dtype, self.xc[0].device)
         if self.screen:
             self._reuse("_dot_buf", numel, self.xb.dtype, self.xb.device)
         if masks:
@@ -459,17 +462,19 @@ class _Features:
         :meth:`block`, so the same band holds."""
         return _expand(torch.mm(self.xb[r0:r1], xs.T).float(), sqs, self.sq[0][r0:r1])
 
-    def block(self, r0: int, r1: int, c0: int, screened: bool = False) -> Tensor:
+    def block(self, r0: int, r1: int, c0: int, screened: bool = False, buffer: str = "_buf") -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``.
 
         ``screened``: bfloat16 dot products, off by at most ``band(rows, v, screened=True)``.
+        ``buffer``: the reused float32 buffer the values are written to (one model), ``"_buf"``
+        or ``"_buf2"`` (for a block still needed while the next one is computed).
         """
         if screened:
             x, sq = self.xb, self.sq[0]
             shape = (r1 - r0, x.shape[0] - c0)
             dot = self._reuse("_dot_buf", shape[0] * shape[1], x.dtype, x.device).view(shape)
             torch.mm(x[r0:r1], x[c0:].T, out=dot)
-            s = self._reuse("_buf", shape[0] * shape[1], sq.dtype, x.device).view(shape)
+            s = self._reuse(buffer, shape[0] * shape[1], sq.dtype, x.device).view(shape)
             # Widened first: a mixed-dtype add is about 10x slower than the copy and two adds.
             return _expand(s.copy_(dot), sq[c0:], sq[r0:r1])
 
@@ -477,7 +482,7 @@ class _Features:
             for x, sq in zip(self.xc, self.sq):
                 shape = (r1 - r0, x.shape[0] - c0)
                 if self.single:
-                    s = self._reuse("_buf", shape[0] * shape[1], x.dtype, x.device).view(shape)
+                    s = self._reuse(buffer, shape[0] * shape[1], x.dtype, x.device).view(shape)
                     torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
                 else:
                     s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
@@ -486,7 +491,7 @@ class _Features:
         return self._fuse(squared())
 
     def release(self) -> None:
-        self._buf = self._dot_buf = self._mask_a = self._mask_t = None
+        self._buf = self._buf2 = self._dot_buf = self._mask_a = self._mask_t = None
         if self.screen:
             del self.xb
 
@@ -701,21 +706,15 @@ class _FeatureSearch:
         self.max_keep = _MAX_KEEP * (_SCREEN_KEEP if self.screen else 1)
         self.cuts = _cuts(k1, k2, n)
         self.unit_key = self.f.single and self.f.w[0] == 1.0
-        dt = self.f.dtype
-        self.capture = (
-            self.screen and device.type == "cpu" and _CAPTURE_ROWS <= n <= _CAPTURE_MAX_ROWS and self._thresholds()
+        self.capture = self.screen and device.type == "cpu" and _CAPTURE_ROWS <= n <= _CAPTURE_MAX_ROWS
+        blocks = list(self._blocks())
+        # The sample is the first gallery block (see _thresholds) when it follows a single query
+        # block and is large enough; else sampled columns are compared with every row first.
+        self.block_sample = (
+            self.capture and len(blocks) > 1 and blocks[0] == (0, nq) and blocks[1][1] - nq >= _SAMPLE // 2
         )
-        if not self.capture:
-            # Column candidates are appended block after block at a shared offset and merged with
-            # a row's own top-k once, when its block comes; compacted only if they overflow.
-            self.width = max(_CAND_SLOTS * self.k_buf, 2 * self.k_buf)
-            self.cand_v = torch.empty((n, self.width), dtype=dt, device=device)
-            # int32 columns: the largest array of the pass (n x width), 4 bytes an entry saved.
-            self.cand_i = torch.empty((n, self.width), dtype=torch.int32 if n < 2**31 else torch.long, device=device)
-            self.off = 0
-            self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
-            self.top_v = torch.full((n, self.max_keep), -math.inf, dtype=dt, device=device)
-            self.top_i = torch.full((n, self.max_keep), -1, dtype=torch.long, device=device)
+        if self.capture and not self.block_sample:
+            self.capture = self._thresholds(self._sampled_values())
         # Captured entries of earlier blocks for later rows, per list ("near", "far"): chunks of
         # (row, column, value) sorted by row, and how far each has been handed out.
         self._pending: dict[str, list[list]] = {"near": [], "far": []}
@@ -726,22 +725,55 @@ class _FeatureSearch:
         # Blocks whose lists wait for rows' maxima (see _settle_deferred), and those rows.
         self._deferred: list[tuple[Tensor, Tensor, int, int, bool]] = []
         self._waiting: list[Tensor] = []
+        if not self.capture:
+            self._start_top_k()
+
+    def _start_top_k(self) -> None:
+        """The per-row arrays of the top-k path (the search does not capture)."""
+        n, dt, device = self.n, self.f.dtype, self.device
+        # Column candidates are appended block after block at a shared offset and merged with
+        # a row's own top-k once, when its block comes; compacted only if they overflow.
+        self.width = max(_CAND_SLOTS * self.k_buf, 2 * self.k_buf)
+        self.cand_v = torch.empty((n, self.width), dtype=dt, device=device)
+        # int32 columns: the largest array of the pass (n x width), 4 bytes an entry saved.
+        self.cand_i = torch.empty((n, self.width), dtype=torch.int32 if n < 2**31 else torch.long, device=device)
+        self.off = 0
+        self.lb = torch.full((n,), math.inf, dtype=dt, device=device)
+        self.top_v = torch.full((n, self.max_keep), -math.inf, dtype=dt, device=device)
+        self.top_i = torch.full((n, self.max_keep), -1, dtype=torch.long, device=device)
 
     # --- the pass ------------------------------------------------------------------------
 
     def run(self) -> Neighbours:
+        blocks = list(self._blocks())
         # The largest block first: growing the buffers later would leave the smaller ones behind
         # (the query block comes first and is often the smaller).
-        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in self._blocks()), masks=self.capture)
-        for r0, r1 in self._blocks():
+        second = self.nq * self.n if self.block_sample else 0
+        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in blocks), masks=self.capture, second=second)
+        first = []
+        if self.block_sample:
+            # The query block waits in the second buffer while the first gallery block, the
+            # sample, is computed; the thresholds come from the two.
+            (_, r1), (g0, g1) = blocks[:2]
+            first = [(0, r1, self.f.block(0, r1, 0, False, buffer="_buf2"))]
+            first.append((g0, g1, self.f.block(g0, g1, g0, True)))
+            self.capture = self._thresholds(self._block_sample_values(first[0][2], first[1][2], g0, g1))
+            if not self.capture:
+                self.f._buf2 = self.f._mask_a = self.f._mask_t = None
+                self._start_top_k()
+        for b, (r0, r1) in enumerate(blocks):
             # Query blocks stay float32: their values are the query-gallery output.
             screened = self.screen and r0 >= self.nq
-            s = self.f.block(r0, r1, r0, screened)
+            s = first[b][2] if b < len(first) else self.f.block(r0, r1, r0, screened)
+            if b < len(first):
+                first[b] = None
             if self.capture:
                 cv, ci = self._capture(s, r0, r1, screened)
                 self._store_query_block(s, r0, r1)
                 del s
                 self._finalise_block(cv, ci, r0, r1, screened)
+                if r0 == 0:
+                    self.f._buf2 = None
                 continue
             cv, ci = self._row_candidates(s, r0, r1)
             self._keep_largest(s, r0, r1)
@@ -787,12 +819,45 @@ class _FeatureSearch:
 
     # --- capture thresholds ---------------------------------------------------------------
 
-    def _thresholds(self) -> bool:
+    def _sampled_values(self) -> tuple[int, Iterator[tuple[int, int, Tensor]]]:
+        """Sample values of every row against every ``step``-th row of the shuffled order,
+        screened, ``_PAIR_ROWS`` rows at a time: ``(m, chunks of (a, b, values))``."""
+        f, n = self.f, self.n
+        samp = torch.arange(0, n, max(1, n // _SAMPLE), device=self.device)
+        xs, sqs = f.xb.index_select(0, samp), f.sq[0][samp]
+
+        def chunks() -> Iterator[tuple[int, int, Tensor]]:
+            for a in range(0, n, _PAIR_ROWS):
+                b = min(a + _PAIR_ROWS, n)
+                yield a, b, f.screened_against(a, b, xs, sqs)
+
+        return samp.numel(), chunks()
+
+    def _block_sample_values(
+        self, sq: Tensor, sg: Tensor, g0: int, g1: int
+    ) -> tuple[int, Iterator[tuple[int, int, Tensor]]]:
+        """Sample values of every row against the rows ``g0:g1`` of the first gallery block,
+        read from the blocks already computed: the query block ``sq`` (its columns ``g0:g1``,
+        float32) and the gallery block ``sg`` (its columns, screened)."""
+
+        def chunks() -> Iterator[tuple[int, int, Tensor]]:
+            for a in range(0, g0, _PAIR_ROWS):
+                b = min(a + _PAIR_ROWS, g0)
+                yield a, b, sq[a:b, g0:g1].contiguous()
+            for a in range(g0, self.n, _PAIR_ROWS):
+                b = min(a + _PAIR_ROWS, self.n)
+                yield a, b, sg[:, a - g0 : b - g0].T.contiguous()
+
+        return g1 - g0, chunks()
+
+    def _thresholds(self, sample: tuple[int, Iterator[tuple[int, int, Tensor]]]) -> bool:
         """Per-row thresholds from sampled columns; whether the search uses them.
 
-        Every ``step``-th row of the shuffled order is a sampled column (a uniform sample of the
-        row's values, whatever the features, as the shuffle does not depend on them). For row
-        ``i`` with screened sample values ``w``:
+        ``sample`` is ``m`` and the values of every row against ``m`` sampled columns: the rows
+        of the first gallery block, or every ``step``-th row of the shuffled order (either way
+        a uniform sample of the row's values, whatever the features, as the shuffle does not
+        depend on them). For row ``i`` with sample values ``w`` (screened, or float32 for a
+        query row against the first gallery block, which the screened band also covers):
 
         - ``near[i]``: the ``j``-th smallest of ``w``. At least ``j`` values of the row are at
           most it, so a block entry is *captured* for the row's near list when its block value
@@ -807,19 +872,14 @@ class _FeatureSearch:
         ``_CAPTURE_LIMIT * k_buf`` captures per row on average.
         """
         f, n = self.f, self.n
-        step = max(1, n // _SAMPLE)
-        samp = torch.arange(0, n, step, device=self.device)
-        m = samp.numel()
+        m, chunks = sample
         p = min(1.0, m / n)
         mean = self.k_buf * p
         j = max(1, min(m, math.ceil(mean + _CAPTURE_SD * math.sqrt(mean * (1.0 - p))) + 1))
         near = torch.empty(n, dtype=torch.float32, device=self.device)
         far = torch.empty_like(near)
         count = torch.zeros(n, dtype=torch.int32, device=self.device)
-        xs, sqs = f.xb.index_select(0, samp), f.sq[0][samp]
-        for a in range(0, n, _PAIR_ROWS):
-            b = min(a + _PAIR_ROWS, n)
-            w = f.screened_against(a, b, xs, sqs)
+        for a, b, w in chunks:
             near[a:b] = _select(w, j, dim=1)[0].amax(1)
             far[a:b] = self._far_bound(slice(a, b), w.amax(1))
             count[a:b] = (w <= near[a:b].unsqueeze(1)).sum(1, dtype=torch.int32)
@@ -1186,7 +1246,7 @@ class _FeatureSearch:
         """The lists in input order; row ``i`` of the shuffled order is input row ``perm[i]``."""
         perm = self.perm
         self.f.release()
-        self.cand_v = self.cand_i = self.lb = self.top_v = self.top_i = None
+        self.cand_v = self.cand_i = self.top_v = self.top_i = None
         nbr = torch.empty_like(self.nbr)
         nbr[perm] = self.nbr
         nval = torch.empty_like(self.nval)
