@@ -891,9 +891,23 @@ class _FeatureSearch:
         return True
 
     def _far_bound(self, rows: slice, top: Tensor) -> Tensor:
+        """The far threshold of rows ``rows`` from their largest sample values ``top``.
+
+        ``low = top - band(top)`` is at most the row's exact maximum. An entry of block value
+        ``v`` can reach it only if ``v + band(v) >= low``. For ``v > 0``, ``v + band(v)`` grows
+        with ``v`` (the band's slope is below 2^-7), so when ``t = low - band(low)`` has
+        ``t + band(t) < low`` and no value ``v <= 0`` can reach ``low`` either (``band_max <
+        low``), every entry below ``t`` is out: ``t`` is the threshold. Otherwise it is
+        ``low - band_max``, which holds for any ``v``.
+        """
         f = self.f
         widest = f.band(rows, torch.zeros_like(top), screened=True)
-        return top - f.band(rows, top, screened=True) - widest
+        low = top - f.band(rows, top, screened=True)
+        t = low - f.band(rows, low, screened=True)
+        # The margin covers the float32 rounding of the band's own arithmetic.
+        slack = low * (1.0 - 2.0**-20)
+        ok = (t > 0) & (t + f.band(rows, t, screened=True) < slack) & (widest < slack)
+        return torch.where(ok, t, low - widest)
 
     def _capture(self, s: Tensor, r0: int, r1: int, screened: bool) -> tuple[Tensor, Tensor]:
         """Capture block ``s``'s entries against the thresholds: the block's rows get their near
@@ -982,8 +996,17 @@ class _FeatureSearch:
         every column that could be a row's maximum was captured."""
         f = self.f
         rows = torch.arange(r0, r1, device=self.device)
-        # A gallery row's far list mixes float32 values (from the query block) and screened ones.
-        v = f.row_pairs(r0, r1, cols, -math.inf) if screened else vals
+        if screened:
+            # A gallery row's far list mixes float32 values (from the query block) and screened
+            # ones; the screened band covers both. The exact maximum is at least every entry's
+            # ``v - band(v)``, so an entry with ``v + band(v)`` below the largest of those can
+            # neither be the maximum nor tie it: only the others are confirmed in float32.
+            rows_s = slice(r0, r1)
+            band = f.band(rows_s, vals, screened=True)
+            best = (vals - band).amax(1, keepdim=True)
+            cols = cols.masked_fill(vals + band < best, -1)
+            vals = f.row_pairs(r0, r1, cols, -math.inf)
+        v = vals
         mx = self._exact_max(rows, cols, v)
         key = f.key(mx)
         _check_row_max(key, r0, "stacked distance")
