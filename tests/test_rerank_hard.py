@@ -304,18 +304,40 @@ def test_capture_thresholds_match_reference(capture, noise, sd, chunk):
 
 
 @_bf16
-def test_capture_gives_exact_maxima_among_crowded_far_points(capture):
+@pytest.mark.parametrize("where", ["offset", "aside"])
+def test_capture_gives_exact_maxima_among_crowded_far_points(capture, where):
     """Forty far points differ by ~1e-3 per coordinate, less than bfloat16 can tell apart, and
     most of them are not sampled: a row's largest is then often one whose screened value is
     below the sample's largest. Every row's far list must hold them all (a threshold at the
-    sample's largest loses them), and the maximum is the exact one."""
+    sample's largest loses them), and the maximum is the exact one. ``offset``: the points sit
+    far from the origin, where the band at the largest value is the widest band (the far
+    threshold is ``low - band_max``); ``aside``: at norm 1.3, nearly orthogonal to the unit-norm
+    data, where the band there is narrower and the threshold ``low - band(low)`` applies."""
     q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
-    far = 5.0 + 1e-3 * np.random.default_rng(3).standard_normal((40, 64))
+    rng = np.random.default_rng(3)
+    if where == "offset":
+        far = 5.0 + 1e-3 * rng.standard_normal((40, 64))
+    else:
+        u = rng.standard_normal(64)
+        far = 1.3 * (u / np.linalg.norm(u) + 1e-3 * rng.standard_normal((40, 64)))
     x = torch.from_numpy(np.concatenate([q, g, far]).astype(np.float32))
+    tight = []
+    bound = _nb._FeatureSearch._far_bound
+
+    def far_bound(self, rows, top):
+        # The real threshold, and whether it is the tighter one.
+        out = bound(self, rows, top)
+        widest = self.f.band(rows, torch.zeros_like(top), screened=True)
+        tight.append(bool((out > top - self.f.band(rows, top, screened=True) - widest).all()))
+        return out
+
+    capture.setattr(_nb._FeatureSearch, "_far_bound", far_bound)
     search = _nb._FeatureSearch([x.clone()], [1.0], 20, 30, 6, 40)
     search.run()
     assert search.capture and search.block_sample
+    assert tight and all(tight) == (where == "aside")
     exact = torch.cdist(x.double(), x.double()).square().amax(1)
+    assert int((torch.cdist(x.double(), x.double()).argmax(1) >= 320).sum()) > 100
     np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 
 
