@@ -261,13 +261,53 @@ def test_waiting_rows_get_their_exact_maximum(monkeypatch, defer_rows):
     np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 
 
-# --- capture thresholds (large screened searches) -------------------------------------------
+# --- float32 blocks from either BLAS ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("numpy_blas", [False, True])
+@pytest.mark.parametrize("kind", ["hard", "scales", "offset"])
+def test_float32_block_error_within_radius_either_blas(monkeypatch, numpy_blas, kind):
+    """Every float32 block value, from torch's GEMM or numpy's, is within the float32 radius of
+    the exact squared distance (the features centred, as the search has them)."""
+    monkeypatch.setattr(_nb, "_numpy_gemm_for", lambda x: numpy_blas)
+    x = _adversarial(kind, d=1536)
+    n = x.shape[0]
+    f = _nb._Features([x], [1.0], torch.arange(n))
+    assert f.numpy_gemm == numpy_blas and not f.screen
+    s = f.block(0, n, 0).clone()
+    xc = f.xc[0].double()
+    exact = torch.cdist(xc, xc).square()
+    rad = f.radius(slice(0, n)).double().unsqueeze(1)
+    err = (s.double() - exact).abs()
+    # The radius also covers the other operand's norm: (|a| + max |b|)^2.
+    assert bool((err <= rad).all()), float((err / rad).max())
+
+
+@pytest.mark.parametrize("numpy_blas", [False, True])
+@pytest.mark.parametrize("noise", [0.5, 4.0])
+def test_either_blas_matches_reference(monkeypatch, numpy_blas, noise):
+    """The float32 search gives the reference's result with either library's GEMM, through
+    the top-k path and through capture."""
+    monkeypatch.setattr(_nb, "_numpy_gemm_for", lambda x: numpy_blas)
+    monkeypatch.setattr(_nb, "_SCREEN", False)
+    q, g, _, _, ref = _case(noise)
+    for capture_rows in (10**9, 0):
+        monkeypatch.setattr(_nb, "_CAPTURE_ROWS", capture_rows)
+        monkeypatch.setattr(_nb, "_SAMPLE", 64)
+        search = _search(q, g, K1, K2, 150)
+        assert search.f.numpy_gemm == numpy_blas and search.capture == (capture_rows == 0)
+        out = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=150)
+        np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
+# --- capture thresholds (large one-model searches) ------------------------------------------
 
 
 @pytest.fixture
 def capture(monkeypatch):
-    """Capture thresholds at test sizes: every screened search takes them, from ~64 sampled
-    columns (the real size is 2048 of at least 8192 rows)."""
+    """Capture thresholds at test sizes: every one-model search takes them, from ~64 sampled
+    columns (the real size is 2048 of at least 8192 rows). Screened where this CPU has native
+    bfloat16 dot products, float32 elsewhere."""
     monkeypatch.setattr(_nb, "_CAPTURE_ROWS", 0)
     monkeypatch.setattr(_nb, "_SAMPLE", 64)
     return monkeypatch
@@ -281,7 +321,6 @@ def _search(q: np.ndarray, g: np.ndarray, k1: int, k2: int, chunk: int) -> _nb._
     return search
 
 
-@_bf16
 @pytest.mark.parametrize("noise", [0.5, 3.0, 4.0])
 @pytest.mark.parametrize("sd", [3.0, -3.0])
 @pytest.mark.parametrize("chunk", [150, 60])
@@ -303,7 +342,6 @@ def test_capture_thresholds_match_reference(capture, noise, sd, chunk):
     np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
 
 
-@_bf16
 @pytest.mark.parametrize("where", ["offset", "aside"])
 def test_capture_gives_exact_maxima_among_crowded_far_points(capture, where):
     """Forty far points differ by ~1e-3 per coordinate, less than bfloat16 can tell apart, and
@@ -327,31 +365,41 @@ def test_capture_gives_exact_maxima_among_crowded_far_points(capture, where):
     def far_bound(self, rows, top):
         # The real threshold, and whether it is the tighter one.
         out = bound(self, rows, top)
-        widest = self.f.band(rows, torch.zeros_like(top), screened=True)
-        tight.append(bool((out > top - self.f.band(rows, top, screened=True) - widest).all()))
+        widest = self.f.band(rows, torch.zeros_like(top), screened=self.screen)
+        tight.append(bool((out > top - self.f.band(rows, top, screened=self.screen) - widest).all()))
         return out
 
     capture.setattr(_nb._FeatureSearch, "_far_bound", far_bound)
     search = _nb._FeatureSearch([x.clone()], [1.0], 20, 30, 6, 40)
     search.run()
     assert search.capture and search.block_sample
-    assert tight and all(tight) == (where == "aside")
+    # Unscreened, the band is one constant radius: the two thresholds coincide.
+    assert tight and all(tight) == (where == "aside" and search.screen)
     exact = torch.cdist(x.double(), x.double()).square().amax(1)
     assert int((torch.cdist(x.double(), x.double()).argmax(1) >= 320).sum()) > 100
     np.testing.assert_allclose(search.out_max.double(), exact, rtol=1e-6, atol=0)
 
 
-@_bf16
 def test_capture_declined_when_duplicates_would_flood_it(capture):
     """A gallery made mostly of one repeated feature would put hundreds of entries under every
     threshold: the sample predicts it and the search keeps top-k selections (and its result)."""
-    capture.setattr(_nb, "_CAPTURE_LIMIT", 2)
+    # Unscreened, the buffer is shorter (k1 + 1 + 16 against k1 + 1 + 120), so the captures the
+    # thresholds' margin brings weigh more against it.
+    capture.setattr(_nb, "_CAPTURE_LIMIT", 2 if _nb.screening_available(torch.zeros(1, 1)) else 3)
     q, g, _ = _hard(20, 300, 64, 4.0, seed=8, ids=20)
     assert _search(q, g, 30, 6, 40).capture
     g = np.concatenate([g, np.repeat(g[:1], 400, axis=0)])
     assert not _search(q, g, 30, 6, 40).capture
     ref = stable_reference_re_ranking()(*_blocks(q, g), 30, 6, 0.1)
     np.testing.assert_allclose(rerank(q, g, k1=30, k2=6, lambda_value=0.1, chunk_size=40), ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("n,p", [(0, 0.5), (5, 0.5), (8, 1.0), (13, 0.3), (10_007, 0.01), (4096, 0.0), (999, 1.0)])
+def test_true_positions_equal_nonzero(n, p):
+    """The word-at-a-time scan finds exactly the True positions, in order, also in a tail
+    shorter than a word."""
+    m = torch.rand(n, generator=torch.Generator().manual_seed(n)) < p
+    assert torch.equal(_nb._true_positions(m), m.nonzero().squeeze(1))
 
 
 def test_padded_rows_from_sorted_parts():

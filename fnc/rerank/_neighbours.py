@@ -10,10 +10,12 @@ column index instead, so the two can only differ when equal values straddle one 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -75,6 +77,8 @@ _CAPTURE_SD = 3.0
 # Captures the sample predicts per row, in units of k_buf, above which the search keeps top-k
 # selections (many exact duplicates would make every threshold admit them all).
 _CAPTURE_LIMIT = 8
+# Block entries compared with the thresholds at a time (see _capture): a few MB, in cache.
+_CAPTURE_STEP = 1 << 20
 
 
 def _sampled_dots(crow: Tensor, cols: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -88,6 +92,54 @@ def _sampled_dots(crow: Tensor, cols: Tensor, a: Tensor, b: Tensor) -> Tensor:
             crow, cols, torch.zeros(cols.numel(), dtype=a.dtype, device=a.device), size=(a.shape[0], b.shape[0])
         )
         return torch.sparse.sampled_addmm(mask, a, b.T, beta=0.0).values()
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_blas_preferred() -> bool:
+    """Whether the float32 GEMMs go through numpy's BLAS instead of torch's: on AMD CPUs.
+
+    torch's x86 wheels multiply with MKL, which does not take its fastest kernels on AMD CPUs;
+    numpy's wheels multiply with OpenBLAS, which ran the CityFlow-size blocks 1.6x faster there
+    (189 against 120 GFLOP/s on an EPYC, Zen 2, 2 cores). A fixed rule, not a timing trial: the
+    choice changes the float32 rounding of the output (by ~1e-7), which should not depend on
+    how busy the machine was. Both libraries sum float32 products with FMAs, within the float32
+    radius of the search (:meth:`_Features.radius`, docs/rerank.md).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() == "AuthenticAMD"
+    except OSError:
+        pass
+    return False
+
+
+def _numpy_gemm_for(x: Tensor) -> bool:
+    """Whether the float32 blocks of features ``x`` are multiplied by numpy's BLAS.
+
+    numpy's BLAS keeps its own threads (``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` set
+    them, ``torch.set_num_threads`` does not), so under ``torch.set_num_threads(1)`` torch's
+    GEMM stays.
+    """
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() > 1 and _numpy_blas_preferred()
+
+
+def _true_positions(m: Tensor) -> Tensor:
+    """Positions of the True entries of a flat boolean tensor (starting at its storage's first
+    byte), ascending.
+
+    Few entries are True: the bytes are scanned eight at a time as int64 words, and only the
+    non-zero words are opened (on 2^20 entries, 1% True: 0.37 ms against 1.47 ms for
+    ``nonzero``; capture masks at CityFlow size, noise 4, are 1.2% True).
+    """
+    n8 = m.numel() // 8 * 8
+    words = m[:n8].view(torch.int64).nonzero().squeeze(1)
+    r, c = m[:n8].view(-1, 8).index_select(0, words).nonzero(as_tuple=True)
+    out = words.index_select(0, r).mul_(8).add_(c)
+    if n8 < m.numel():
+        out = torch.cat([out, m[n8:].nonzero().squeeze(1) + n8])
+    return out
 
 
 def _select(x: Tensor, k: int, dim: int, largest: bool = False) -> tuple[Tensor, Tensor]:
@@ -255,18 +307,18 @@ def _finalise(
     bound: Tensor,
     k: int,
     full_rows: Callable[[Tensor], Tensor],
+    n: int,
 ) -> tuple[Tensor, Tensor]:
     """First ``k`` entries by ``(value, index)`` from a candidate buffer.
 
     ``vals`` are exact B values of the buffer ``idx``; ``bound`` is a lower bound on B outside it.
     Rows where an outside entry could still tie or beat the k-th value are redone from the full
-    row given by ``full_rows(row_positions)``.
+    row (``n`` values) given by ``full_rows(row_positions)``.
     """
     vals, idx = _stable_sort_rows(vals, idx)
     nbr, nval = idx[:, :k].clone(), vals[:, :k].clone()
     bad = (bound <= vals[:, k - 1]).nonzero().squeeze(1)
     if bad.numel():
-        n = int(full_rows(bad[:1]).shape[1])
         step = max(1, _PAIR_BUDGET // n)
         for a in range(0, bad.numel(), step):
             rows = bad[a : a + step]
@@ -322,7 +374,7 @@ def matrix_neighbours(q_g: Tensor, q_q: Tensor, g_g: Tensor, k1: int, chunk_size
         del sq
         v, i = torch.topk(block, k_buf, dim=1, largest=False)
         bound = v[:, -1] if k_buf < n else torch.full_like(v[:, 0], math.inf)
-        nbr[r0:r1], nval[r0:r1] = _finalise(v, i, bound, k_keep, lambda rows, b=block: b[rows])
+        nbr[r0:r1], nval[r0:r1] = _finalise(v, i, bound, k_keep, lambda rows, b=block: b[rows], block.shape[1])
         if r0 < nq:
             qg[r0 : min(r1, nq)] = block[: min(r1, nq) - r0, nq:]
         row_max[r0:r1] = mx
@@ -413,6 +465,7 @@ class _Features:
         self._mask_t: Tensor | None = None
         self._norms: Tensor | None = None
         self.screen = screen and self.single and screening_available(self.xc[0])
+        self.numpy_gemm = self.single and not self.screen and _numpy_gemm_for(self.xc[0])
         if self.screen:
             self.xb = self.xc[0].to(torch.bfloat16)
             self.band_screen = _ScreenBand(self.xc[0], self.xb, self.sq[0])
@@ -439,28 +492,31 @@ class _Features:
             setattr(self, name, buf)
         return buf[:numel]
 
-    def reserve(self, numel: int, masks: bool = False, second: int = 0) -> None:
-        """Allocate the reused block buffers for blocks of up to ``numel`` entries (and two
-        boolean masks of that size when ``masks``, and a second float32 buffer of ``second``)."""
+    def reserve(self, numel: int, second: int = 0) -> None:
+        """Allocate the reused block buffers for blocks of up to ``numel`` entries (and a second
+        float32 buffer of ``second``)."""
         if self.single:
             self._reuse("_buf", numel, self.dtype, self.xc[0].device)
             if second:
                 self._reuse("_buf2", second, self.dtype, self.xc[0].device)
         if self.screen:
             self._reuse("_dot_buf", numel, self.xb.dtype, self.xb.device)
-        if masks:
-            self.masks(numel)
 
     def masks(self, numel: int) -> tuple[Tensor, Tensor]:
         """Two reused boolean buffers of ``numel`` entries."""
         dev = self.xc[0].device
         return self._reuse("_mask_a", numel, torch.bool, dev), self._reuse("_mask_t", numel, torch.bool, dev)
 
-    def screened_against(self, r0: int, r1: int, xs: Tensor, sqs: Tensor) -> Tensor:
-        """Screened values of rows ``r0:r1`` against bfloat16 rows ``xs`` of squared norms
-        ``sqs`` (gathered from ``xb`` and ``sq``): the same expression as a screened
-        :meth:`block`, so the same band holds."""
-        return _expand(torch.mm(self.xb[r0:r1], xs.T).float(), sqs, self.sq[0][r0:r1])
+    def against(self, r0: int, r1: int, cols: Tensor) -> Tensor:
+        """Block values of rows ``r0:r1`` against the rows ``cols`` (one model): the same
+        expression as :meth:`block` (screened when the search screens), so the same band holds."""
+        sqs = self.sq[0].index_select(0, cols)
+        if self.screen:
+            return _expand(torch.mm(self.xb[r0:r1], self.xb.index_select(0, cols).T).float(), sqs, self.sq[0][r0:r1])
+        x = self.xc[0]
+        s = torch.empty(r1 - r0, cols.numel(), dtype=x.dtype, device=x.device)
+        self._gemm_expand(x[r0:r1], x.index_select(0, cols), sqs, s)
+        return s.add_(self.sq[0][r0:r1].unsqueeze(1)).clamp_(min=0)
 
     def block(self, r0: int, r1: int, c0: int, screened: bool = False, buffer: str = "_buf") -> Tensor:
         """Ranking values for rows ``r0:r1`` against columns ``c0:``; monotone in ``D``.
@@ -483,12 +539,20 @@ class _Features:
                 shape = (r1 - r0, x.shape[0] - c0)
                 if self.single:
                     s = self._reuse(buffer, shape[0] * shape[1], x.dtype, x.device).view(shape)
-                    torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0, out=s)
+                    self._gemm_expand(x[r0:r1], x[c0:], sq[c0:], s)
                 else:
                     s = torch.addmm(sq[c0:].unsqueeze(0), x[r0:r1], x[c0:].T, alpha=-2.0)
                 yield s.add_(sq[r0:r1].unsqueeze(1)).clamp_(min=0)
 
         return self._fuse(squared())
+
+    def _gemm_expand(self, a: Tensor, b: Tensor, sq_b: Tensor, out: Tensor) -> Tensor:
+        """``out = |b|^2 - 2 a.b`` (float32, one model), through numpy's BLAS where it is the
+        faster one (:func:`_numpy_blas_preferred`), else one ``addmm``."""
+        if self.numpy_gemm:
+            np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
+            return torch.add(sq_b.unsqueeze(0), out, alpha=-2.0, out=out)
+        return torch.addmm(sq_b.unsqueeze(0), a, b.T, alpha=-2.0, out=out)
 
     def release(self) -> None:
         self._buf = self._buf2 = self._dot_buf = self._mask_a = self._mask_t = None
@@ -706,7 +770,7 @@ class _FeatureSearch:
         self.max_keep = _MAX_KEEP * (_SCREEN_KEEP if self.screen else 1)
         self.cuts = _cuts(k1, k2, n)
         self.unit_key = self.f.single and self.f.w[0] == 1.0
-        self.capture = self.screen and device.type == "cpu" and _CAPTURE_ROWS <= n <= _CAPTURE_MAX_ROWS
+        self.capture = self.f.single and device.type == "cpu" and _CAPTURE_ROWS <= n <= _CAPTURE_MAX_ROWS
         blocks = list(self._blocks())
         # The sample is the first gallery block (see _thresholds) when it follows a single query
         # block and is large enough; else sampled columns are compared with every row first.
@@ -749,14 +813,14 @@ class _FeatureSearch:
         # The largest block first: growing the buffers later would leave the smaller ones behind
         # (the query block comes first and is often the smaller).
         second = self.nq * self.n if self.block_sample else 0
-        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in blocks), masks=self.capture, second=second)
+        self.f.reserve(max((r1 - r0) * (self.n - r0) for r0, r1 in blocks), second=second)
         first = []
         if self.block_sample:
             # The query block waits in the second buffer while the first gallery block, the
             # sample, is computed; the thresholds come from the two.
             (_, r1), (g0, g1) = blocks[:2]
             first = [(0, r1, self.f.block(0, r1, 0, False, buffer="_buf2"))]
-            first.append((g0, g1, self.f.block(g0, g1, g0, True)))
+            first.append((g0, g1, self.f.block(g0, g1, g0, self.screen)))
             self.capture = self._thresholds(self._block_sample_values(first[0][2], first[1][2], g0, g1))
             if not self.capture:
                 self.f._buf2 = self.f._mask_a = self.f._mask_t = None
@@ -824,12 +888,11 @@ class _FeatureSearch:
         screened, ``_PAIR_ROWS`` rows at a time: ``(m, chunks of (a, b, values))``."""
         f, n = self.f, self.n
         samp = torch.arange(0, n, max(1, n // _SAMPLE), device=self.device)
-        xs, sqs = f.xb.index_select(0, samp), f.sq[0][samp]
 
         def chunks() -> Iterator[tuple[int, int, Tensor]]:
             for a in range(0, n, _PAIR_ROWS):
                 b = min(a + _PAIR_ROWS, n)
-                yield a, b, f.screened_against(a, b, xs, sqs)
+                yield a, b, f.against(a, b, samp)
 
         return samp.numel(), chunks()
 
@@ -887,7 +950,7 @@ class _FeatureSearch:
         if float(count.double().mean()) * (n / m) > _CAPTURE_LIMIT * self.k_buf:
             return False
         self.near, self.far = near, far
-        self.lb = near - f.band(slice(0, n), near, screened=True)
+        self.lb = near - f.band(slice(0, n), near, screened=self.screen)
         return True
 
     def _far_bound(self, rows: slice, top: Tensor) -> Tensor:
@@ -901,12 +964,12 @@ class _FeatureSearch:
         ``low - band_max``, which holds for any ``v``.
         """
         f = self.f
-        widest = f.band(rows, torch.zeros_like(top), screened=True)
-        low = top - f.band(rows, top, screened=True)
-        t = low - f.band(rows, low, screened=True)
+        widest = f.band(rows, torch.zeros_like(top), screened=self.screen)
+        low = top - f.band(rows, top, screened=self.screen)
+        t = low - f.band(rows, low, screened=self.screen)
         # The margin covers the float32 rounding of the band's own arithmetic.
         slack = low * (1.0 - 2.0**-20)
-        ok = (t > 0) & (t + f.band(rows, t, screened=True) < slack) & (widest < slack)
+        ok = (t > 0) & (t + f.band(rows, t, screened=self.screen) < slack) & (widest < slack)
         return torch.where(ok, t, low - widest)
 
     def _capture(self, s: Tensor, r0: int, r1: int, screened: bool) -> tuple[Tensor, Tensor]:
@@ -920,23 +983,30 @@ class _FeatureSearch:
         n, rb = self.n, r1 - r0
         width = s.shape[1]
         near, far = self.near, self.far
-        ma, mt = self.f.masks(s.numel())
+        step = max(1, _CAPTURE_STEP // width)
+        ma, mt = self.f.masks(min(rb, step) * width)
         # One mask of the entries some list captures, its own rows' lists and, along the
         # columns from r1 on, the later rows' (comparisons into reused buffers, no temporary
-        # per comparison), then one pass for the positions; which list wants an entry is then
-        # decided on the few captured.
-        hit, tmp = ma.view(s.shape), mt.view(s.shape)
-        torch.le(s, near[r0:r1].unsqueeze(1), out=hit)
-        torch.ge(s, far[r0:r1].unsqueeze(1), out=tmp)
-        hit |= tmp
-        if r1 < n:
-            # The block's row is the later rows' column.
-            later_s, later_m, later_t = s[:, rb:], hit[:, rb:], tmp[:, rb:]
-            torch.le(later_s, near[r1:].unsqueeze(0), out=later_t)
-            later_m |= later_t
-            torch.ge(later_s, far[r1:].unsqueeze(0), out=later_t)
-            later_m |= later_t
-        flat = hit.view(-1).nonzero().squeeze(1)
+        # per comparison), then one scan for the positions; which list wants an entry is then
+        # decided on the few captured. A few rows at a time (about _CAPTURE_STEP entries), so
+        # that the comparisons after the first find the values and the masks in cache.
+        flats = []
+        for a in range(0, rb, step):
+            b = min(a + step, rb)
+            sa = s[a:b]
+            hit, tmp = ma[: sa.numel()].view(sa.shape), mt[: sa.numel()].view(sa.shape)
+            torch.le(sa, near[r0 + a : r0 + b].unsqueeze(1), out=hit)
+            torch.ge(sa, far[r0 + a : r0 + b].unsqueeze(1), out=tmp)
+            hit |= tmp
+            if r1 < n:
+                # The block's row is the later rows' column.
+                later_s, later_m, later_t = sa[:, rb:], hit[:, rb:], tmp[:, rb:]
+                torch.le(later_s, near[r1:].unsqueeze(0), out=later_t)
+                later_m |= later_t
+                torch.ge(later_s, far[r1:].unsqueeze(0), out=later_t)
+                later_m |= later_t
+            flats.append(_true_positions(hit.view(-1)) + a * width)
+        flat = torch.cat(flats)
         v = s.view(-1).index_select(0, flat)
         i = flat // width
         c = flat - i * width
@@ -1175,6 +1245,7 @@ class _FeatureSearch:
                 self._to_b(outside.unsqueeze(1), rows)[:, 0],
                 k_keep,
                 lambda p: self._full_rows(rows[p]),
+                self.n,
             )
             return
         # float32 values: a row is settled when, even moved by the error radius, nothing
@@ -1210,6 +1281,7 @@ class _FeatureSearch:
             bound,
             k_keep,
             lambda p: self._full_rows(ur[p]),
+            self.n,
         )
 
     def _settle_cuts(self, rows: Tensor, cv: Tensor, ci: Tensor, rad: Tensor) -> Tensor:
