@@ -16,8 +16,10 @@ user would), ours computes its own from the features. k1=75, k2=10, lambda=0.1 (
 paper's test setting).
 
 The floor row is the work any exact method must do: every pairwise distance once (the
-triangle of float32 GEMMs over the stacked query+gallery features) and the ``k1 + 1`` nearest of
-every row (top-k along rows and columns of each block), measured in the same run. On CPUs with
+triangle of float32 GEMMs over the stacked query+gallery features, through the library
+``fnc.rerank`` takes for them on this machine: numpy's BLAS on AMD CPUs, else torch's) and the
+``k1 + 1`` nearest of every row (top-k along rows and columns of each block), measured in the
+same run. On CPUs with
 native bfloat16 dot products ``fnc.rerank`` screens with bfloat16 GEMMs, so it can beat that
 floor; the ``bf16 floor`` column is the same triangle and top-k with bfloat16 GEMMs, the floor
 of any method that screens in bfloat16 (it still has to confirm in float32 on top).
@@ -106,8 +108,11 @@ def _peer_re_ranking(stable: bool):
     return module.re_ranking
 
 
-def _floor(feats, bf16: bool = False) -> None:
-    """Every distance once and the k1 + 1 nearest of every row: what any exact method does."""
+def _floor(feats, bf16: bool = False, numpy_gemm: bool = False) -> None:
+    """Every distance once and the k1 + 1 nearest of every row: what any exact method does.
+
+    ``numpy_gemm``: float32 GEMMs through numpy's BLAS (as fnc.rerank takes them on this machine).
+    """
     import torch
 
     for q, g in feats:
@@ -115,11 +120,15 @@ def _floor(feats, bf16: bool = False) -> None:
         n, k = x.shape[0], min(K1 + 1, x.shape[0])
         sq = (x * x).sum(1)
         xb = x.bfloat16() if bf16 else None
+        xn = x.numpy() if numpy_gemm and not bf16 else None
         for r0 in range(0, n, FLOOR_CHUNK):
             r1 = min(r0 + FLOOR_CHUNK, n)
             if bf16:
                 # Largest dot products of unit vectors = smallest distances.
                 s = -(xb[r0:r1] @ xb[r0:].T)
+            elif xn is not None:
+                s = torch.from_numpy(xn[r0:r1] @ xn[r0:].T)
+                torch.add(sq[r0:].unsqueeze(0), s, alpha=-2.0, out=s)
             else:
                 s = torch.addmm(sq[r0:].unsqueeze(0), x[r0:r1], x[r0:].T, alpha=-2.0)
             torch.topk(s, min(k, n - r0), dim=1, largest=False)
@@ -157,13 +166,18 @@ def worker(side: str, nq: int, ng: int, noise: float, models: int, out_path: str
     feats = [features(nq, ng, noise, seed=m)[:2] for m in range(models)]
     if side == "ours":
         from fnc.rerank import rerank
-    elif not side.startswith("floor"):
+    elif side.startswith("floor"):
+        # Imported before the clock starts, as rerank is.
+        from fnc.rerank._neighbours import _numpy_gemm_for
+
+        numpy_gemm = _numpy_gemm_for(torch.zeros(1, 1))
+    else:
         re_ranking = _peer_re_ranking(stable=side == "reference-stable")
     peak_mib = _peak_meter()
     t0 = time.perf_counter()
     out = None
     if side in ("floor", "floor-bf16"):
-        _floor(feats, bf16=side == "floor-bf16")
+        _floor(feats, bf16=side == "floor-bf16", numpy_gemm=numpy_gemm)
     elif side == "ours":
         if models == 1:
             out = rerank(*feats[0], k1=K1, k2=K2, lambda_value=LAM)
@@ -254,11 +268,12 @@ def main() -> None:
 
     import torch
 
-    from fnc.rerank._neighbours import screening_available
+    from fnc.rerank._neighbours import _numpy_gemm_for, screening_available
 
     screening = a.models == 1 and screening_available(torch.zeros(1, 1))
+    blas = "numpy's BLAS" if a.models == 1 and not screening and _numpy_gemm_for(torch.zeros(1, 1)) else "torch"
     print(
-        f"bfloat16 screening: {'on' if screening else 'off'}; "
+        f"bfloat16 screening: {'on' if screening else 'off'}; float32 GEMMs: {blas}; "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, k1={K1} k2={K2} lambda={LAM}, d={DIM}, "
         f"models fused={a.models}; peak = peak resident size above the start of the call, fresh process"
