@@ -61,7 +61,7 @@ _SCREEN_MARGIN = 120
 # Largest values kept per row when screening, in units of _MAX_KEEP: the maximum's band holds a
 # few columns; a row with more takes its maximum from its full float32 row.
 _SCREEN_KEEP = 4
-# Capture thresholds (see _FeatureSearch._thresholds): screened searches of at least this many
+# Capture thresholds (see _FeatureSearch._thresholds): one-model CPU searches (screened or not) of at least this many
 # rows find their candidates by comparing each block with per-row thresholds taken from about
 # _SAMPLE sampled columns, instead of by top-k selections along the block's rows and columns.
 _CAPTURE_ROWS = 8192
@@ -122,7 +122,9 @@ def _numpy_gemm_for(x: Tensor) -> bool:
     them, ``torch.set_num_threads`` does not), so under ``torch.set_num_threads(1)`` torch's
     GEMM stays.
     """
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() > 1 and _numpy_blas_preferred()
+    return (
+        x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() > 1 and _numpy_blas_preferred()
+    )
 
 
 def _true_positions(m: Tensor) -> Tensor:
@@ -744,7 +746,7 @@ class _FeatureSearch:
       in ``lb`` the smallest value a block left out (a lower bound on everything not kept);
     - its ``max_keep`` largest values and their columns, from which the exact maximum follows.
 
-    Large screened searches (``capture``) keep neither: each block is compared with per-row
+    Large one-model CPU searches (``capture``) keep neither: each block is compared with per-row
     thresholds from sampled columns (:meth:`_thresholds`), and what falls below or above them
     is captured for the rows concerned (:meth:`_capture`).
     """
@@ -919,8 +921,9 @@ class _FeatureSearch:
         ``sample`` is ``m`` and the values of every row against ``m`` sampled columns: the rows
         of the first gallery block, or every ``step``-th row of the shuffled order (either way
         a uniform sample of the row's values, whatever the features, as the shuffle does not
-        depend on them). For row ``i`` with sample values ``w`` (screened, or float32 for a
-        query row against the first gallery block, which the screened band also covers):
+        depend on them). For row ``i`` with sample values ``w`` (in the block precision; a
+        screened search's query rows have float32 ones, which the screened band also covers;
+        ``band`` is the screened band when the search screens, else the float32 radius):
 
         - ``near[i]``: the ``j``-th smallest of ``w``. At least ``j`` values of the row are at
           most it, so a block entry is *captured* for the row's near list when its block value
