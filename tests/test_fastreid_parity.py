@@ -115,6 +115,15 @@ def _ours(arch: str, state_dict, **kwargs) -> nn.Module:
     return model.eval()
 
 
+# How far two float32 forward passes of the same weights may be apart, relative to the largest
+# output. float32 rounding alone moves fast-reid's own SBS embedding by up to 1.1e-5 from its
+# float64 value (one thread on an AVX2 CPU; 1.4e-6 with two), and ours by 5.6e-6; the two
+# networks' float32 outputs were measured 1.25e-5 apart there. The float64 test below pins the
+# wiring itself to 1e-12, and one real difference (the stem pool, test_stem_pool_matters) moves the
+# output by more than 1e-3.
+FLOAT32_REL_TOL = 5e-5
+
+
 def _max_rel(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max())
 
@@ -127,7 +136,7 @@ def test_embeddings_equal_fastreid(pair):
         want = ref(images.clone())  # fast-reid normalises its input in place
         got = model(_normalise(images))
     assert got.shape == want.shape == (2, 2048)
-    assert _max_rel(got, want) < 1e-5, f"{arch}: max relative difference {_max_rel(got, want):.2e}"
+    assert _max_rel(got, want) < FLOAT32_REL_TOL, f"{arch}: max relative difference {_max_rel(got, want):.2e}"
 
 
 @pytest.mark.parametrize("pair", R50_CASES, indirect=True)
