@@ -246,9 +246,8 @@ def run_repeated(sides: list[str], repeat: int, size: str, noise: float, tmp: st
             samples[side].append(run(side, size, noise, tmp, models))
     out = {}
     for side, runs in samples.items():
-        seconds = sorted(r["seconds"] for r in runs)
         out[side] = {
-            "seconds": float(np.median(seconds)),
+            "seconds": float(np.median([r["seconds"] for r in runs])),
             "samples": [r["seconds"] for r in runs],
             "peak_mib": max(r["peak_mib"] for r in runs),
             "out": runs[-1]["out"],

@@ -119,8 +119,8 @@ def test_cli_training_raises_map(tmp_path, capsys):
     assert all(0.0 <= before[k] <= 1.0 for k in ("mAP", "rank1", "rank5", "rank10", "mINP"))
     assert after["rerank"] is True and set(after["plain"]) == {"mAP", "rank1", "rank5", "rank10", "mINP"}
     # Measured: an untrained network scores 0.16-0.22 (seeds 1-8); these 36 steps reach 0.37-0.65
-    # (seeds 1-4), 0.37 for seed 1 on an AVX2 CPU and 0.6 on an AVX-512 one: float32 kernels
-    # differ between CPUs, and so does the trajectory of so short a run.
+    # (seeds 1-4) on an AVX2 CPU, where seed 1 gives 0.37; it gave 0.6 on the machine this test
+    # was first written on: float32 kernels differ between CPUs, and so does so short a run.
     assert after["plain"]["mAP"] > before["mAP"] + 0.1, (before, after)
     assert (out / "last" / "training_state.safetensors").is_file()
 

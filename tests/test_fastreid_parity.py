@@ -117,7 +117,7 @@ def _ours(arch: str, state_dict, **kwargs) -> nn.Module:
 
 # How far two float32 forward passes of the same weights may be apart, relative to the largest
 # output. float32 rounding alone moves fast-reid's own SBS embedding by up to 1.1e-5 from its
-# float64 value (one thread on an AVX2 CPU; 1.4e-6 with two), and ours by 5.6e-6; the two
+# float64 value (one thread on an AVX2 CPU; 1.4e-6 with two), and ours by 5.6e-6 (6.4e-6); the two
 # networks' float32 outputs were measured 1.25e-5 apart there. The float64 test below pins the
 # wiring itself to 1e-12, and one real difference (the stem pool, test_stem_pool_matters) moves the
 # output by more than 1e-3.
