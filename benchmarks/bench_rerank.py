@@ -115,8 +115,20 @@ def _peer_re_ranking(stable: bool):
 def _floor(feats, bf16: bool = False, numpy_gemm: bool = False) -> None:
     """Every distance once and the k1 + 1 nearest of every row: what any exact method does.
 
-    ``numpy_gemm``: float32 GEMMs through numpy's BLAS (as fnc.rerank takes them on this machine).
+    ``numpy_gemm``: float32 GEMMs through numpy's BLAS, as fnc.rerank takes them on this machine
+    (row slices on torch's thread count, numpy's BLAS held to one thread).
     """
+    import contextlib
+
+    import torch
+
+    from fnc.rerank._blas import SlicedGemm
+
+    with SlicedGemm(torch.get_num_threads()) if numpy_gemm else contextlib.nullcontext() as gemm:
+        _floor_pass(feats, bf16, gemm)
+
+
+def _floor_pass(feats, bf16: bool, gemm) -> None:
     import torch
 
     for q, g in feats:
@@ -124,14 +136,14 @@ def _floor(feats, bf16: bool = False, numpy_gemm: bool = False) -> None:
         n, k = x.shape[0], min(K1 + 1, x.shape[0])
         sq = (x * x).sum(1)
         xb = x.bfloat16() if bf16 else None
-        xn = x.numpy() if numpy_gemm and not bf16 else None
+        xn = x.numpy() if gemm is not None and not bf16 else None
         for r0 in range(0, n, FLOOR_CHUNK):
             r1 = min(r0 + FLOOR_CHUNK, n)
             if bf16:
                 # Largest dot products of unit vectors = smallest distances.
                 s = -(xb[r0:r1] @ xb[r0:].T)
             elif xn is not None:
-                s = torch.from_numpy(xn[r0:r1] @ xn[r0:].T)
+                s = torch.from_numpy(gemm.matmul(xn[r0:r1], xn[r0:].T, np.empty((r1 - r0, n - r0), np.float32)))
                 torch.add(sq[r0:].unsqueeze(0), s, alpha=-2.0, out=s)
             else:
                 s = torch.addmm(sq[r0:].unsqueeze(0), x[r0:r1], x[r0:].T, alpha=-2.0)
@@ -172,9 +184,9 @@ def worker(side: str, nq: int, ng: int, noise: float, models: int, out_path: str
         from fnc.rerank import rerank
     elif side.startswith("floor"):
         # Imported before the clock starts, as rerank is.
-        from fnc.rerank._neighbours import _numpy_gemm_for
+        from fnc.rerank._blas import numpy_gemm_for
 
-        numpy_gemm = _numpy_gemm_for(torch.zeros(1, 1))
+        numpy_gemm = numpy_gemm_for(torch.zeros(1, 1))
     else:
         re_ranking = _peer_re_ranking(stable=side == "reference-stable")
     peak_mib = _peak_meter()
@@ -303,10 +315,11 @@ def main() -> None:
 
     import torch
 
-    from fnc.rerank._neighbours import _numpy_gemm_for, screening_available
+    from fnc.rerank._blas import numpy_gemm_for
+    from fnc.rerank._neighbours import screening_available
 
     screening = a.models == 1 and screening_available(torch.zeros(1, 1))
-    blas = "numpy's BLAS" if a.models == 1 and not screening and _numpy_gemm_for(torch.zeros(1, 1)) else "torch"
+    blas = "numpy's BLAS" if a.models == 1 and not screening and numpy_gemm_for(torch.zeros(1, 1)) else "torch"
     print(
         f"bfloat16 screening: {'on' if screening else 'off'}; float32 GEMMs: {blas}; "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, OMP_NUM_THREADS="

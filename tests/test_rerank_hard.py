@@ -19,10 +19,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_info
 
 import fnc
+from fnc.rerank import _blas, re_ranking, rerank
 from fnc.rerank import _neighbours as _nb
-from fnc.rerank import re_ranking, rerank
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _rerank_peers import stable_reference_re_ranking  # noqa: E402
@@ -269,12 +270,13 @@ def test_waiting_rows_get_their_exact_maximum(monkeypatch, defer_rows):
 def test_float32_block_error_within_radius_either_blas(monkeypatch, numpy_blas, kind):
     """Every float32 block value, from torch's GEMM or numpy's, is within the float32 radius of
     the exact squared distance (the features centred, as the search has them)."""
-    monkeypatch.setattr(_nb, "_numpy_gemm_for", lambda x: numpy_blas)
+    monkeypatch.setattr(_blas, "numpy_gemm_for", lambda x: numpy_blas)
     x = _adversarial(kind, d=1536)
     n = x.shape[0]
-    f = _nb._Features([x], [1.0], torch.arange(n))
-    assert f.numpy_gemm == numpy_blas and not f.screen
-    s = f.block(0, n, 0).clone()
+    with _blas.SlicedGemm(2) as gemm:
+        f = _nb._Features([x], [1.0], torch.arange(n), gemm=gemm)
+        assert f.numpy_gemm == numpy_blas and not f.screen
+        s = f.block(0, n, 0).clone()
     xc = f.xc[0].double()
     exact = torch.cdist(xc, xc).square()
     rad = f.radius(slice(0, n)).double().unsqueeze(1)
@@ -288,7 +290,7 @@ def test_float32_block_error_within_radius_either_blas(monkeypatch, numpy_blas, 
 def test_either_blas_matches_reference(monkeypatch, numpy_blas, noise):
     """The float32 search gives the reference's result with either library's GEMM, through
     the top-k path and through capture."""
-    monkeypatch.setattr(_nb, "_numpy_gemm_for", lambda x: numpy_blas)
+    monkeypatch.setattr(_blas, "numpy_gemm_for", lambda x: numpy_blas)
     monkeypatch.setattr(_nb, "_SCREEN", False)
     q, g, _, _, ref = _case(noise)
     for capture_rows in (10**9, 0):
@@ -296,8 +298,37 @@ def test_either_blas_matches_reference(monkeypatch, numpy_blas, noise):
         monkeypatch.setattr(_nb, "_SAMPLE", 64)
         search = _search(q, g, K1, K2, 150)
         assert search.f.numpy_gemm == numpy_blas and search.capture == (capture_rows == 0)
+        before = _blas_threads()
         out = rerank(q, g, k1=K1, k2=K2, lambda_value=LAM, chunk_size=150)
+        # numpy's BLAS gets its thread count back after the sliced products.
+        assert _blas_threads() == before
         np.testing.assert_allclose(out, ref, atol=ATOL, rtol=0)
+
+
+def _blas_threads() -> list[int]:
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_sliced_gemm_equals_numpy_and_gives_the_blas_limit_back():
+    """SlicedGemm's row slices give numpy's product; inside it numpy's BLAS runs on one thread,
+    and its previous limit comes back on exit, also when the body raises."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((37, 50)).astype(np.float32)
+    b = rng.standard_normal((23, 50)).astype(np.float32)
+    before = _blas_threads()
+    out = np.empty((37, 23), np.float32)
+    with _blas.SlicedGemm(3) as gemm:
+        assert gemm.matmul(a, b.T, out) is out
+        assert all(t == 1 for t in _blas_threads())
+    assert _blas_threads() == before
+    np.testing.assert_allclose(out, a @ b.T, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="body"):
+        with _blas.SlicedGemm(2) as gemm:
+            gemm.matmul(a, b.T, out)
+            raise ValueError("body")
+    assert _blas_threads() == before
+    with pytest.raises(RuntimeError, match="with SlicedGemm"):
+        _blas.SlicedGemm(2).matmul(a, b.T, out)
 
 
 # --- capture thresholds (large one-model searches) ------------------------------------------

@@ -10,7 +10,6 @@ column index instead, so the two can only differ when equal values straddle one 
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _blas
 from ._sparse import Neighbours
 
 # Extra candidates kept per row beyond k1 + 1, so that ties and near-ties at the cut are visible.
@@ -92,39 +92,6 @@ def _sampled_dots(crow: Tensor, cols: Tensor, a: Tensor, b: Tensor) -> Tensor:
             crow, cols, torch.zeros(cols.numel(), dtype=a.dtype, device=a.device), size=(a.shape[0], b.shape[0])
         )
         return torch.sparse.sampled_addmm(mask, a, b.T, beta=0.0).values()
-
-
-@functools.lru_cache(maxsize=1)
-def _numpy_blas_preferred() -> bool:
-    """Whether the float32 GEMMs go through numpy's BLAS instead of torch's: on AMD CPUs.
-
-    torch's x86 wheels multiply with MKL, which does not take its fastest kernels on AMD CPUs;
-    numpy's wheels multiply with OpenBLAS, which ran the CityFlow-size blocks 1.6x faster there
-    (189 against 120 GFLOP/s on an EPYC, Zen 2, 2 cores). A fixed rule, not a timing trial: the
-    choice changes the float32 rounding of the output (by ~1e-7), which should not depend on
-    how busy the machine was. Both libraries sum float32 products with FMAs, within the float32
-    radius of the search (:meth:`_Features.radius`, docs/rerank.md).
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip() == "AuthenticAMD"
-    except OSError:
-        pass
-    return False
-
-
-def _numpy_gemm_for(x: Tensor) -> bool:
-    """Whether the float32 blocks of features ``x`` are multiplied by numpy's BLAS.
-
-    numpy's BLAS keeps its own threads (``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` set
-    them, ``torch.set_num_threads`` does not), so under ``torch.set_num_threads(1)`` torch's
-    GEMM stays.
-    """
-    return (
-        x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() > 1 and _numpy_blas_preferred()
-    )
 
 
 def _true_positions(m: Tensor) -> Tensor:
@@ -440,8 +407,17 @@ class Stacked:
 class _Features:
     """The fused distance ``D = sum_m w_m * ||x_m[i] - x_m[j]||`` over stacked query+gallery."""
 
-    def __init__(self, xs: list[Tensor | Stacked], weights: list[float], perm: Tensor, screen: bool = False) -> None:
-        """``xs``: the inputs in input order; rows are used in the order ``perm``."""
+    def __init__(
+        self,
+        xs: list[Tensor | Stacked],
+        weights: list[float],
+        perm: Tensor,
+        screen: bool = False,
+        gemm: _blas.SlicedGemm | None = None,
+    ) -> None:
+        """``xs``: the inputs in input order; rows are used in the order ``perm``. ``gemm``: an
+        entered :class:`~._blas.SlicedGemm` for numpy's products (without it numpy's BLAS runs
+        them on its own threads)."""
         self.xs = xs
         self.perm: Tensor | None = perm
         self.w = weights
@@ -467,7 +443,8 @@ class _Features:
         self._mask_t: Tensor | None = None
         self._norms: Tensor | None = None
         self.screen = screen and self.single and screening_available(self.xc[0])
-        self.numpy_gemm = self.single and not self.screen and _numpy_gemm_for(self.xc[0])
+        self.numpy_gemm = self.single and not self.screen and _blas.numpy_gemm_for(self.xc[0])
+        self.gemm = gemm
         if self.screen:
             self.xb = self.xc[0].to(torch.bfloat16)
             self.band_screen = _ScreenBand(self.xc[0], self.xb, self.sq[0])
@@ -550,9 +527,12 @@ class _Features:
 
     def _gemm_expand(self, a: Tensor, b: Tensor, sq_b: Tensor, out: Tensor) -> Tensor:
         """``out = |b|^2 - 2 a.b`` (float32, one model), through numpy's BLAS where it is the
-        faster one (:func:`_numpy_blas_preferred`), else one ``addmm``."""
+        faster one (:func:`~._blas.numpy_blas_preferred`), else one ``addmm``."""
         if self.numpy_gemm:
-            np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
+            if self.gemm is not None:
+                self.gemm.matmul(a.numpy(), b.numpy().T, out.numpy())
+            else:
+                np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
             return torch.add(sq_b.unsqueeze(0), out, alpha=-2.0, out=out)
         return torch.addmm(sq_b.unsqueeze(0), a, b.T, alpha=-2.0, out=out)
 
@@ -751,7 +731,16 @@ class _FeatureSearch:
     is captured for the rows concerned (:meth:`_capture`).
     """
 
-    def __init__(self, xs: list[Tensor | Stacked], weights: list[float], nq: int, k1: int, k2: int, chunk: int) -> None:
+    def __init__(
+        self,
+        xs: list[Tensor | Stacked],
+        weights: list[float],
+        nq: int,
+        k1: int,
+        k2: int,
+        chunk: int,
+        gemm: _blas.SlicedGemm | None = None,
+    ) -> None:
         n = xs[0].shape[0]
         device = xs[0].device
         self.n, self.nq, self.chunk, self.device = n, nq, chunk, device
@@ -759,7 +748,7 @@ class _FeatureSearch:
         self.inv = torch.empty_like(self.perm)
         self.inv[self.perm] = torch.arange(n, device=device)
         self.inv_g = self.inv[nq:] - nq
-        self.f = _Features(list(xs), weights, self.perm, screen=True)
+        self.f = _Features(list(xs), weights, self.perm, screen=True, gemm=gemm)
         # The caller's list lets go of its inputs: with several models the float64 copies
         # replace them, so nothing else holds them during the pass.
         xs.clear()
@@ -1382,4 +1371,7 @@ def feature_neighbours(
     blocks whatever the input order (galleries often come sorted by identity or track).
     Results are reported in the input order, and exact ties are broken by input index.
     """
-    return _FeatureSearch(xs, weights, nq, k1, k2, chunk_size).run()
+    # numpy's products, where they serve (one model on an AMD CPU), run as row slices on our
+    # threads with numpy's BLAS held to one thread for the whole pass (see _blas).
+    with _blas.SlicedGemm(torch.get_num_threads()) as gemm:
+        return _FeatureSearch(xs, weights, nq, k1, k2, chunk_size, gemm).run()
