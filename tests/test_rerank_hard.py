@@ -568,3 +568,11 @@ def test_scattered_pair_values_in_row_ranges(monkeypatch, fused):
     d = torch.cdist(x.double()[rows].unsqueeze(1), x.double()[cols].unsqueeze(1)).view(-1)
     want = d.square() if not fused else (d + 0.5 * 2 * d)
     np.testing.assert_allclose(got[0].double().numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (130, 7), (64, 64), (200, 1)])
+def test_transposed_equals_transpose(shape):
+    """The tiled transposed copy (capture's block sample) equals ``x.T`` at any row count."""
+    x = torch.randn(*shape)
+    t = _nb._transposed(x)
+    assert t.is_contiguous() and torch.equal(t, x.T)

@@ -111,6 +111,23 @@ def _true_positions(m: Tensor) -> Tensor:
     return out
 
 
+def _transposed(x: Tensor, rows: int = 64) -> Tensor:
+    """``x.T`` as a contiguous copy, ``rows`` rows of ``x`` at a time.
+
+    A plain ``x.T.contiguous()`` of a block-sized ``x`` writes each row of ``x`` across the
+    whole output; a few rows at a time keep the written lines in cache (1734 x 18,290 float32:
+    0.28 s against 0.06 s).
+
+    >>> x = torch.arange(6.0).view(2, 3)
+    >>> torch.equal(_transposed(x, rows=1), x.T)
+    True
+    """
+    out = torch.empty(x.shape[1], x.shape[0], dtype=x.dtype, device=x.device)
+    for a in range(0, x.shape[0], rows):
+        out[:, a : a + rows] = x[a : a + rows].T
+    return out
+
+
 def _select(x: Tensor, k: int, dim: int, largest: bool = False) -> tuple[Tensor, Tensor]:
     """The ``k`` smallest (``largest``: largest) of each slice of a 2-D ``x`` along ``dim`` and
     their positions, in no particular order; what ``torch.topk(..., sorted=False)`` returns.
@@ -900,7 +917,7 @@ class _FeatureSearch:
                 yield a, b, sq[a:b, g0:g1].contiguous()
             for a in range(g0, self.n, _PAIR_ROWS):
                 b = min(a + _PAIR_ROWS, self.n)
-                yield a, b, sg[:, a - g0 : b - g0].T.contiguous()
+                yield a, b, _transposed(sg[:, a - g0 : b - g0])
 
         return g1 - g0, chunks()
 
