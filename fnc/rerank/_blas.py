@@ -13,6 +13,7 @@ and 7.0 s with the slices.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,13 +24,18 @@ from torch import Tensor
 @functools.lru_cache(maxsize=1)
 def numpy_blas_preferred() -> bool:
     """Whether the float32 GEMMs go through numpy's BLAS instead of torch's: on AMD CPUs, when
-    numpy's BLAS is OpenBLAS (as in its wheels).
+    numpy's BLAS is OpenBLAS (as in its wheels) and threadpoolctl, which holds its threads (a
+    dependency of fnc-reid; a copy of ``fnc/rerank`` without it keeps torch's GEMM), is there.
 
     A fixed rule, not a timing trial: the choice changes the float32 rounding of the output (by
     ~1e-7), which should not depend on how busy the machine was. Both libraries sum float32
     products with FMAs, within the float32 radius of the search (docs/rerank.md).
     """
-    return _cpu_vendor() == "AuthenticAMD" and "openblas" in _numpy_blas_name()
+    return (
+        _cpu_vendor() == "AuthenticAMD"
+        and "openblas" in _numpy_blas_name()
+        and importlib.util.find_spec("threadpoolctl") is not None
+    )
 
 
 def numpy_gemm_for(x: Tensor) -> bool:
