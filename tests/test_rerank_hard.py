@@ -270,7 +270,7 @@ def test_waiting_rows_get_their_exact_maximum(monkeypatch, defer_rows):
 def test_float32_block_error_within_radius_either_blas(monkeypatch, numpy_blas, kind):
     """Every float32 block value, from torch's GEMM or numpy's, is within the float32 radius of
     the exact squared distance (the features centred, as the search has them)."""
-    monkeypatch.setattr(_blas, "numpy_gemm_for", lambda x: numpy_blas)
+    monkeypatch.setattr(_nb, "numpy_gemm_for", lambda x: numpy_blas)
     x = _adversarial(kind, d=1536)
     n = x.shape[0]
     with _blas.SlicedGemm(2) as gemm:
@@ -290,7 +290,7 @@ def test_float32_block_error_within_radius_either_blas(monkeypatch, numpy_blas, 
 def test_either_blas_matches_reference(monkeypatch, numpy_blas, noise):
     """The float32 search gives the reference's result with either library's GEMM, through
     the top-k path and through capture."""
-    monkeypatch.setattr(_blas, "numpy_gemm_for", lambda x: numpy_blas)
+    monkeypatch.setattr(_nb, "numpy_gemm_for", lambda x: numpy_blas)
     monkeypatch.setattr(_nb, "_SCREEN", False)
     q, g, _, _, ref = _case(noise)
     for capture_rows in (10**9, 0):

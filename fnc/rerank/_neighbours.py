@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _blas
+from ._blas import SlicedGemm, numpy_gemm_for
 from ._sparse import Neighbours
 
 # Extra candidates kept per row beyond k1 + 1, so that ties and near-ties at the cut are visible.
@@ -430,7 +430,7 @@ class _Features:
         weights: list[float],
         perm: Tensor,
         screen: bool = False,
-        gemm: _blas.SlicedGemm | None = None,
+        gemm: SlicedGemm | None = None,
     ) -> None:
         """``xs``: the inputs in input order; rows are used in the order ``perm``. ``gemm``: an
         entered :class:`~._blas.SlicedGemm` for numpy's products (without it numpy's BLAS runs
@@ -460,7 +460,7 @@ class _Features:
         self._mask_t: Tensor | None = None
         self._norms: Tensor | None = None
         self.screen = screen and self.single and screening_available(self.xc[0])
-        self.numpy_gemm = self.single and not self.screen and _blas.numpy_gemm_for(self.xc[0])
+        self.numpy_gemm = self.single and not self.screen and numpy_gemm_for(self.xc[0])
         self.gemm = gemm
         if self.screen:
             self.xb = self.xc[0].to(torch.bfloat16)
@@ -756,7 +756,7 @@ class _FeatureSearch:
         k1: int,
         k2: int,
         chunk: int,
-        gemm: _blas.SlicedGemm | None = None,
+        gemm: SlicedGemm | None = None,
     ) -> None:
         n = xs[0].shape[0]
         device = xs[0].device
@@ -1390,5 +1390,5 @@ def feature_neighbours(
     """
     # numpy's products, where they serve (one model on an AMD CPU), run as row slices on our
     # threads with numpy's BLAS held to one thread for the whole pass (see _blas).
-    with _blas.SlicedGemm(torch.get_num_threads()) as gemm:
+    with SlicedGemm(torch.get_num_threads()) as gemm:
         return _FeatureSearch(xs, weights, nq, k1, k2, chunk_size, gemm).run()
